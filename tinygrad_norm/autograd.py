@@ -1,0 +1,167 @@
+"""Reverse-mode autograd: the Function base class, its context, no_grad, and the backward walk.
+
+Every differentiable operation is a subclass of `Function` with two static methods:
+
+    forward(ctx, *args, **kwargs) -> np.ndarray     # Tensor args arrive as plain arrays
+    backward(ctx, grad_output)    -> one gradient per positional arg (None where there is none)
+
+`Function.apply(*args, **kwargs)` unwraps Tensor arguments, runs forward, and, when gradients
+are enabled and some input requires grad, links the output Tensor to a context node so that
+`Tensor.backward()` can send gradients back through `backward`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator that disables graph building, like torch.no_grad."""
+
+    def __enter__(self) -> "no_grad":
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.grad_enabled = self._previous
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Turns graph building back on inside a no_grad block."""
+
+    def __enter__(self) -> "enable_grad":
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.grad_enabled = self._previous
+
+
+class Context:
+    """What one call of a Function remembers for its backward pass."""
+
+    def __init__(self, function: type, parents: tuple) -> None:
+        self.function = function
+        self.parents = parents  # the positional args; Tensors among them get gradients
+        self.saved_tensors: tuple = ()
+        self.released = False
+
+    def save_for_backward(self, *arrays) -> None:
+        self.saved_tensors = arrays
+
+    def release(self) -> None:
+        """Drop saved buffers once backward has used them, so the graph frees its memory."""
+        self.saved_tensors = ()
+        self.released = True
+        for name in [k for k in vars(self) if k not in ("function", "parents", "released")]:
+            delattr(self, name)
+
+
+class Function:
+    """Base class of differentiable operations; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx: Context, *args, **kwargs) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad_output: np.ndarray):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor
+
+        arrays = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+        needs_grad = is_grad_enabled() and any(
+            isinstance(a, Tensor) and a.requires_grad for a in args
+        )
+        ctx = Context(cls, args if needs_grad else ())
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        out = cls.forward(ctx, *arrays, **kwargs)
+        device = next((a.device for a in args if isinstance(a, Tensor)), "cpu")
+        result = Tensor._wrap(out, device=device)
+        if needs_grad:
+            result.requires_grad = True
+            result._ctx = ctx
+        return result
+
+
+def _topological_order(root) -> list:
+    """Nodes reachable from root, each after every node that consumes it (iterative DFS)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            for parent in node._ctx.parents:
+                if getattr(parent, "requires_grad", False) and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order[::-1]
+
+
+def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a broadcast gradient back down to the shape of the input it flowed from."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None:
+    """Send `gradient` (d root) back through the graph; leaves accumulate into `.grad`."""
+    from .tensor import Tensor
+
+    grads = {id(root): gradient}
+    for node in _topological_order(root):
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        ctx = node._ctx
+        if ctx is None:  # a leaf: accumulate like PyTorch
+            grad = grad.astype(node.dtype, copy=False)
+            if node.grad is None:
+                node.grad = Tensor._wrap(np.array(grad, copy=True), device=node.device)
+            else:
+                node.grad.data = node.grad.data + grad
+            continue
+        if ctx.released:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time: its saved buffers were "
+                "freed by the first backward. Pass retain_graph=True to the first call."
+            )
+        input_grads = ctx.function.backward(ctx, grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if not retain_graph:
+            ctx.release()
+        for parent, parent_grad in zip(ctx.parents, input_grads):
+            if parent_grad is None or not getattr(parent, "requires_grad", False):
+                continue
+            parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape)
+            key = id(parent)
+            grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+

@@ -1,0 +1,410 @@
+"""The generic differentiable operations, each forward beside its backward.
+
+Arguments arrive as NumPy arrays (Tensor.apply unwraps them); a backward returns one gradient
+per positional argument, None where an argument is not differentiable. Broadcasting is undone by
+the autograd engine, so elementwise backwards may return full-size gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .autograd import Function
+
+# ---------------------------------------------------------------- elementwise, two inputs
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return a - b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return grad * b, grad * a
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return grad / b, -grad * a / (b * b)
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, out = ctx.saved_tensors
+        grad_a = grad * b * a ** (b - 1)
+        grad_b = None
+        if ctx.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grad_b = grad * out * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
+        return grad_a, grad_b
+
+
+class Maximum(Function):
+    """Elementwise max; ties split the gradient evenly, as torch.maximum does."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        share_a = (a > b) + 0.5 * (a == b)
+        return grad * share_a, grad * (1 - share_a)
+
+
+# ---------------------------------------------------------------- elementwise, one input
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (-grad,)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return (grad * out,)
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.log(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return (grad / a,)
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return (grad / (2 * out),)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return (grad * np.sign(a),)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.maximum(a, 0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return (grad * (a > 0),)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        # exp of a non-positive number only: no overflow warnings for large |a|
+        e = np.exp(-np.abs(a))
+        out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return (grad * out * (1 - out),)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = np.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return (grad * (1 - out * out),)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, a, min=None, max=None):
+        ctx.save_for_backward(a)
+        ctx.bounds = (min, max)
+        return np.clip(a, min, max)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        inside = np.ones(a.shape, dtype=bool)
+        if low is not None:
+            inside &= a >= low
+        if high is not None:
+            inside &= a <= high
+        return (grad * inside,)
+
+
+# ---------------------------------------------------------------- matmul
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        # promote 1-D operands to matrices the way matmul does, then drop the added axes
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = grad
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        grad_a = np.matmul(g2, np.swapaxes(b2, -1, -2))
+        grad_b = np.matmul(np.swapaxes(a2, -1, -2), g2)
+        if a.ndim == 1:
+            grad_a = grad_a.reshape(grad_a.shape[:-2] + grad_a.shape[-1:])
+        if b.ndim == 1:
+            grad_b = grad_b.reshape(grad_b.shape[:-1])
+        return _sum_to(grad_a, a.shape), _sum_to(grad_b, b.shape)
+
+
+def _sum_to(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum away leading batch axes that matmul broadcast (the engine handles size-1 axes)."""
+    while grad.ndim > len(shape):
+        grad = grad.sum(axis=0)
+    return grad
+
+
+# ---------------------------------------------------------------- reductions
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.input_shape = a.shape
+        ctx.dim = dim
+        ctx.keepdim = keepdim
+        return np.asarray(a.sum(axis=dim, keepdims=keepdim))
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.dim is not None and not ctx.keepdim:
+            grad = np.expand_dims(grad, ctx.dim)
+        return (np.broadcast_to(grad, ctx.input_shape),)
+
+
+class Max(Function):
+    """Max over `dim` (an int), or over everything when dim is None.
+
+    The gradient goes to the element whose index max(dim) reports; a full max splits it
+    evenly among ties, as PyTorch does.
+    """
+
+    @staticmethod
+    def forward(ctx, a, dim=None, keepdim=False):
+        ctx.input_shape = a.shape
+        ctx.dim = dim
+        ctx.keepdim = keepdim
+        if dim is None:
+            out = np.asarray(a.max())
+            ctx.mask = a == out
+        else:
+            ctx.indices = np.argmax(a, axis=dim)
+            out = np.take_along_axis(a, np.expand_dims(ctx.indices, dim), dim)
+            if not keepdim:
+                out = np.squeeze(out, dim)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.dim is None:
+            return (ctx.mask * (grad / ctx.mask.sum()),)
+        if not ctx.keepdim:
+            grad = np.expand_dims(grad, ctx.dim)
+        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        np.put_along_axis(out, np.expand_dims(ctx.indices, ctx.dim), grad, ctx.dim)
+        return (out,)
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, a, dim):
+        shifted = a - a.max(axis=dim, keepdims=True)
+        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return (grad - np.exp(out) * grad.sum(axis=ctx.dim, keepdims=True),)
+
+
+# ---------------------------------------------------------------- movement
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.input_shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad.reshape(ctx.input_shape),)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, dims):
+        ctx.dims = dims
+        return np.transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (np.transpose(grad, np.argsort(ctx.dims)),)
+
+
+class Contiguous(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return np.ascontiguousarray(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad,)
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.source_dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad.astype(ctx.source_dtype),)
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        return np.broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad,)  # the engine sums the broadcast axes away
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.input_shape = a.shape
+        ctx.index = index
+        return np.asarray(a[index])
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        np.add.at(out, ctx.index, grad)  # repeated integer indices accumulate
+        return (out,)
+
+
+class Pad(Function):
+    """Constant zero padding; `pad` is a list of (before, after) pairs, one per axis."""
+
+    @staticmethod
+    def forward(ctx, a, pad):
+        ctx.slices = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, a.shape))
+        return np.pad(a, pad)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad[ctx.slices],)
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, dim=0):
+        ctx.dim = dim
+        ctx.bounds = np.cumsum([a.shape[dim] for a in arrays])[:-1]
+        return np.concatenate(arrays, axis=dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(np.split(grad, ctx.bounds, axis=ctx.dim))
