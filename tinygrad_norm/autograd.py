@@ -62,10 +62,10 @@ class Context:
 
     def release(self) -> None:
         """Drop saved buffers once backward has used them, so the graph frees its memory."""
+        for name in [k for k in vars(self) if k not in ("function", "parents")]:
+            delattr(self, name)
         self.saved_tensors = ()
         self.released = True
-        for name in [k for k in vars(self) if k not in ("function", "parents", "released")]:
-            delattr(self, name)
 
 
 class Function:

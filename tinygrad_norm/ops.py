@@ -225,26 +225,21 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        # promote 1-D operands to matrices the way matmul does, then drop the added axes
+        # view 1-D operands as matrices, the way matmul promotes them, and the gradient to match
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = grad
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
-        grad_a = np.matmul(g2, np.swapaxes(b2, -1, -2))
-        grad_b = np.matmul(np.swapaxes(a2, -1, -2), g2)
-        if a.ndim == 1:
-            grad_a = grad_a.reshape(grad_a.shape[:-2] + grad_a.shape[-1:])
-        if b.ndim == 1:
-            grad_b = grad_b.reshape(grad_b.shape[:-1])
-        return _sum_to(grad_a, a.shape), _sum_to(grad_b, b.shape)
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        g2 = grad.reshape(batch + (a2.shape[-2], b2.shape[-1]))
+        grad_a = _sum_to(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.ndim)
+        grad_b = _sum_to(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.ndim)
+        # the engine sums size-1 batch axes that broadcast; only 1-D operands need reshaping
+        return (grad_a.reshape(a.shape) if a.ndim == 1 else grad_a,
+                grad_b.reshape(b.shape) if b.ndim == 1 else grad_b)
 
 
-def _sum_to(grad: np.ndarray, shape: tuple) -> np.ndarray:
+def _sum_to(grad: np.ndarray, ndim: int) -> np.ndarray:
     """Sum away leading batch axes that matmul broadcast (the engine handles size-1 axes)."""
-    while grad.ndim > len(shape):
+    while grad.ndim > ndim:
         grad = grad.sum(axis=0)
     return grad
 

@@ -533,9 +533,9 @@ def _index_arrays(index):
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor that owns a copy of `data` (like torch.tensor)."""
-    array = data.data if isinstance(data, Tensor) else data
-    return Tensor(np.array(array, copy=True), dtype=dtype, device=device,
-                  requires_grad=requires_grad)
+    result = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    result.data = np.array(result.data, copy=True)
+    return result
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -1,0 +1,100 @@
+"""The autograd engine: graph walk, accumulation, no_grad, freeing, error messages."""
+
+import numpy as np
+import pytest
+
+import tinygrad_norm as tn
+
+
+def test_long_chain_does_not_hit_recursion_limit():
+    x = tn.ones(1, dtype=np.float64, requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001**10_000 / 1.0001 * 1.0001], rtol=1e-9)
+
+
+def test_gradients_accumulate_across_backward_calls():
+    x = tn.Tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * x).sum().backward()
+    assert x.grad.tolist() == [3 + 2.0, 3 + 4.0]
+
+
+def test_diamond_graph_sums_both_paths_once():
+    x = tn.Tensor([2.0], requires_grad=True)
+    a = x * 3
+    (a * a + a).sum().backward()  # d/dx (9x^2 + 3x) = 18x + 3
+    assert x.grad.tolist() == [39.0]
+
+
+def test_broadcast_gradient_is_summed_back_to_input_shape():
+    bias = tn.zeros(4, requires_grad=True)
+    (tn.ones(3, 4) + bias).sum().backward()
+    assert bias.grad.tolist() == [3.0] * 4
+
+
+def test_no_grad_context_and_decorator():
+    x = tn.ones(2, requires_grad=True)
+    with tn.no_grad():
+        assert not (x * 2).requires_grad
+
+    @tn.no_grad()
+    def f(t):
+        return t * 2
+
+    assert not f(x).requires_grad and (x * 2).requires_grad and tn.is_grad_enabled()
+
+
+def test_non_scalar_backward_needs_gradient():
+    y = tn.ones(3, requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        y.backward()
+    with pytest.raises(RuntimeError, match="expected the output's shape"):
+        y.backward(np.ones(4))
+
+
+def test_backward_twice_without_retain_graph_is_an_error():
+    x = tn.ones(2, requires_grad=True)
+    y = (x.exp() * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * 2 * np.e * np.ones(2), rtol=1e-6)
+
+
+def test_backward_frees_saved_buffers():
+    x = tn.ones(1000, requires_grad=True)
+    y = x.exp()
+    ctx = y._ctx
+    y.sum().backward()
+    assert ctx.saved_tensors == () and ctx.released
+
+
+def test_backward_on_tensor_without_grad_is_an_error():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tn.ones(2).sum().backward()
+
+
+def test_detach_cuts_the_graph():
+    x = tn.ones(2, requires_grad=True)
+    y = (x * 2).detach()
+    assert not y.requires_grad and y.is_leaf
+
+
+def test_custom_function_subclass():
+    class Cube(tn.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a**3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (a,) = ctx.saved_tensors
+            return (3 * a * a * grad,)
+
+    x = tn.randn(5, dtype=np.float64, requires_grad=True)
+    assert tn.gradcheck(Cube.apply, (x,))

@@ -1,0 +1,123 @@
+"""Optimizer base: parameter groups, per-parameter state, zero_grad, state_dict round trips."""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter state.
+
+    Subclasses implement `_update(param, grad, state, group)`, which changes `param.data` in place.
+    """
+
+    def __init__(self, params: Iterable, defaults: dict) -> None:
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups: list[dict] = []
+        self.state: dict[int, dict] = {}  # keyed by id(param)
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict) -> None:
+        group = dict(group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, Tensor) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise ValueError("optimizer can only optimize Tensors that require grad")
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise TypeError(f"unexpected optimizer option(s) {sorted(unknown)}")
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.data[...] = 0
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(id(p), {})
+                self._update(p, p.grad.data, state, group)
+
+    def _update(self, param: Tensor, grad: np.ndarray, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- state dicts (PyTorch layout)
+
+    def _indexed_params(self) -> list:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict:
+        """{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}, as PyTorch."""
+        params = self._indexed_params()
+        state = {
+            i: {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                for k, v in self.state[id(p)].items()}
+            for i, p in enumerate(params) if id(p) in self.state
+        }
+        groups, start = [], 0
+        for group in self.param_groups:
+            entry = {k: v for k, v in group.items() if k != "params"}
+            entry["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(entry)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+            len(saved["params"]) != len(ours["params"])
+            for saved, ours in zip(groups, self.param_groups)
+        ):
+            raise ValueError(
+                "loaded optimizer state has a different number of parameter groups or "
+                "parameters than this optimizer"
+            )
+        params = self._indexed_params()
+        new_state = {}
+        for index, entry in state_dict["state"].items():
+            param = params[int(index)]
+            restored = {}
+            for key, value in entry.items():
+                if isinstance(value, np.ndarray) and value.ndim > 0:
+                    if value.shape != param.shape:
+                        raise ValueError(
+                            f"optimizer state {key!r} of parameter {index} has shape "
+                            f"{value.shape}, expected {param.shape}"
+                        )
+                    value = np.array(value, dtype=param.dtype, copy=True)
+                elif isinstance(value, np.ndarray):
+                    value = value.item()
+                restored[key] = value
+            new_state[id(param)] = restored
+        for saved, ours in zip(groups, self.param_groups):
+            for key, value in saved.items():
+                if key != "params":
+                    ours[key] = copy.deepcopy(tuple(value) if isinstance(value, list) else value)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines + [")"])
