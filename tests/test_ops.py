@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from parity import check_op
 
 import tinygrad_norm as tn
-from parity import check_op
 
 DTYPES = [np.float32, np.float64]
 

@@ -58,7 +58,8 @@ def _numerical_jacobians(fn, inputs, index, eps) -> list:
 
 
 def _analytic_jacobians(fn, inputs, differentiable) -> dict:
-    """{(output j, input i): (output_numel, input_numel) matrix}, one backward per output element."""
+    """{(output j, input i): (output_numel, input_numel) matrix}, one backward per output
+    element."""
     outputs = _outputs(fn, inputs)
     jacobians = {}
     for j, out in enumerate(outputs):

@@ -1,0 +1,227 @@
+"""GroupNorm (and InstanceNorm) of x (N, C, S), forward and backward.
+
+Each (sample, group) set is C/num_groups channels times S positions, which is one
+contiguous run of memory in a C-contiguous x; the kernels see x as
+(N·num_groups, n) rows, n = (C/num_groups)·S, with a per-channel affine.
+InstanceNorm is this kernel with num_groups == C: with one channel per group the
+channel loop has one trip and the kernel is the plane loop a dedicated
+InstanceNorm kernel would be (the bench reports its GB/s against copy bandwidth).
+
+Forward, per set: mu, var from `shifted_moments`, r = 1/sqrt(var + eps),
+    y = ((x - K) - centre)·r·weight[c] + bias[c]
+    traffic: read x, write y = 2·E·s while a set fits in L2.
+
+Backward, per set, g = dy·weight[c]:
+    dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat))
+    sum(g·xhat) is reduced as r·sum(g·(x - mu)), never as (sum(g·x) - sum(g)·mu),
+    which cancels when |mu| >> std; as in LayerNorm the first pass also measures
+    the rounding of the saved mean, c = mean(x - mu), and centres with mu + c.
+    dweight[c] = sum over N, S of dy·xhat, dbias[c] = sum of dy: one float64
+    partial row per thread chunk, merged in order.
+    traffic: read dy and x, write dx = 3·E·s.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from kernels.cpu import validation
+from kernels.cpu.stats import (
+    chunk_bounds,
+    gradient_sums,
+    jit,
+    parallel_jit,
+    shifted_moments,
+    sum_partials,
+    use_parallel,
+)
+
+
+@jit
+def _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, start, stop):
+    per_group = x.shape[1] // spatial
+    for i in range(start, stop):
+        row, out = x[i], y[i]
+        shift, centre, r = shifted_moments(row, eps)
+        centre_t = x.dtype.type(centre)
+        r_t = x.dtype.type(r)
+        first_channel = (i % num_groups) * per_group
+        for k in range(per_group):
+            scale = r_t * weight[first_channel + k]
+            offset = bias[first_channel + k]
+            base = k * spatial
+            for s in range(base, base + spatial):
+                out[s] = ((row[s] - shift) - centre_t) * scale + offset
+        mean[i] = shift + centre
+        inv_std[i] = r
+
+
+@parallel_jit
+def _forward_parallel(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, num_chunks):
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
+        _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, start, stop)
+
+
+@jit
+def _backward_sets(
+    dy, x, mean, inv_std, num_groups, spatial, weight, dx, dweight_part, dbias_part, start, stop
+):
+    n = x.shape[1]
+    per_group = n // spatial
+    channel_sum_dy = np.empty(per_group)
+    channel_sum_dy_d = np.empty(per_group)
+    for i in range(start, stop):
+        x_row, dy_row, dx_row = x[i], dy[i], dx[i]
+        mu = mean[i]
+        first_channel = (i % num_groups) * per_group
+        sum_d = 0.0
+        sum_g = 0.0
+        sum_g_d = 0.0
+        for k in range(per_group):
+            plane = slice(k * spatial, (k + 1) * spatial)
+            plane_sum_d, sum_dy, sum_dy_d = gradient_sums(x_row[plane], dy_row[plane], mu)
+            sum_d += plane_sum_d
+            channel_sum_dy[k] = sum_dy
+            channel_sum_dy_d[k] = sum_dy_d
+            sum_g += weight[first_channel + k] * sum_dy
+            sum_g_d += weight[first_channel + k] * sum_dy_d
+        r = inv_std[i]
+        correction = sum_d / n
+        sum_g_xhat = r * (sum_g_d - correction * sum_g)
+        # dx = r·g - b - xhat·c with the per-set constants folded once
+        b = x.dtype.type(r * sum_g / n)
+        c = x.dtype.type(r * sum_g_xhat / n)
+        correction_t = x.dtype.type(correction)
+        r_t = x.dtype.type(r)
+        for k in range(per_group):
+            channel = first_channel + k
+            dweight_part[channel] += r * (channel_sum_dy_d[k] - correction * channel_sum_dy[k])
+            dbias_part[channel] += channel_sum_dy[k]
+            scale = r_t * weight[channel]
+            base = k * spatial
+            for s in range(base, base + spatial):
+                xhat = ((x_row[s] - mu) - correction_t) * r_t
+                dx_row[s] = scale * dy_row[s] - b - xhat * c
+
+
+@parallel_jit
+def _backward_parallel(
+    dy, x, mean, inv_std, num_groups, spatial, weight, dx, dweight_part, dbias_part
+):
+    num_chunks = dweight_part.shape[0]
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
+        _backward_sets(
+            dy,
+            x,
+            mean,
+            inv_std,
+            num_groups,
+            spatial,
+            weight,
+            dx,
+            dweight_part[chunk],
+            dbias_part[chunk],
+            start,
+            stop,
+        )
+
+
+def _check_group_input(x: np.ndarray, num_groups: int) -> None:
+    validation.check_array("x", x, 3)
+    validation.check_num_groups(num_groups, x.shape[1])
+
+
+def group_norm_forward(
+    x: np.ndarray,
+    num_groups: int,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y = (x - mu)/sqrt(var + eps)·weight[c] + bias[c], one (mu, var) per
+    (sample, group) of x (N, C, S).
+
+    Returns (y, mean, inv_std); mean and inv_std have shape (N, num_groups).
+    """
+    _check_group_input(x, num_groups)
+    batch, channels, spatial = x.shape
+    validation.check_vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
+    validation.check_vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
+    validation.check_eps(eps)
+    y = np.empty_like(x)
+    if x.size == 0:
+        stats = np.full((batch, num_groups), np.nan, x.dtype)
+        return y, stats, stats.copy()
+    mean = np.empty((batch, num_groups), x.dtype)
+    inv_std = np.empty((batch, num_groups), x.dtype)
+    weight = np.ones(channels, x.dtype) if weight is None else weight
+    bias = np.zeros(channels, x.dtype) if bias is None else bias
+    sets = batch * num_groups
+    args = (
+        x.reshape(sets, -1),
+        num_groups,
+        spatial,
+        weight,
+        bias,
+        float(eps),
+        y.reshape(sets, -1),
+        mean.reshape(-1),
+        inv_std.reshape(-1),
+    )
+    if use_parallel(x.size):
+        _forward_parallel(*args, numba.get_num_threads())
+    else:
+        _forward_sets(*args, 0, sets)
+    return y, mean, inv_std
+
+
+def group_norm_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    num_groups: int,
+    weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g = dy·weight[c], per
+    (sample, group); dweight[c] = sum over N, S of dy·xhat, dbias[c] = sum of dy.
+
+    Returns (dx, dweight, dbias); dweight and dbias have shape (C,).
+    """
+    _check_group_input(x, num_groups)
+    batch, channels, spatial = x.shape
+    validation.check_like("dy", dy, x, "x")
+    validation.check_array("mean", mean, 2, x.dtype)
+    validation.check_shape("mean", mean, (batch, num_groups), "(N, num_groups)")
+    validation.check_like("inv_std", inv_std, mean, "mean")
+    validation.check_vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
+    dx = np.empty_like(x)
+    dweight = np.zeros(channels, x.dtype)
+    dbias = np.zeros(channels, x.dtype)
+    if x.size == 0:
+        return dx, dweight, dbias
+    weight = np.ones(channels, x.dtype) if weight is None else weight
+    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    dweight_part = np.zeros((num_chunks, channels))
+    dbias_part = np.zeros((num_chunks, channels))
+    sets = batch * num_groups
+    args = (
+        dy.reshape(sets, -1),
+        x.reshape(sets, -1),
+        mean.reshape(-1),
+        inv_std.reshape(-1),
+        num_groups,
+        spatial,
+        weight,
+        dx.reshape(sets, -1),
+    )
+    if num_chunks > 1:
+        _backward_parallel(*args, dweight_part, dbias_part)
+    else:
+        _backward_sets(*args, dweight_part[0], dbias_part[0], 0, sets)
+    sum_partials(dweight_part, dweight)
+    sum_partials(dbias_part, dbias)
+    return dx, dweight, dbias

@@ -1,0 +1,121 @@
+"""RMSNorm over the last dimension of x (rows, cols), forward and backward.
+
+Forward, per row of n = cols elements:
+    r = 1/sqrt(mean(x^2) + eps) (float64 sum), y = x·r·weight
+    traffic: read x, write y = 2·E·s (the second pass re-reads the row from L1).
+
+Backward, per row, xhat = x·r, g = dy·weight:
+    dx = r·(g - xhat·mean(g·xhat)) = r·g - x·(r^3·sum(g·x)/n)
+    dweight = sum over rows of dy·xhat
+    traffic: read dy and x, write dx = 3·E·s.
+    dweight: one float64 partial row per thread chunk, merged in order.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from kernels.cpu import validation
+from kernels.cpu.stats import (
+    chunk_bounds,
+    jit,
+    parallel_jit,
+    shifted_sums,
+    sum_partials,
+    use_parallel,
+    weighted_gradient_sums,
+)
+
+
+@jit
+def _forward_rows(x, weight, eps, y, inv_rms, start, stop):
+    cols = x.shape[1]
+    for i in range(start, stop):
+        row, out = x[i], y[i]
+        _, squares = shifted_sums(row, 0.0)
+        r = 1.0 / np.sqrt(squares / cols + eps)
+        r_t = x.dtype.type(r)
+        for j in range(cols):
+            out[j] = row[j] * r_t * weight[j]
+        inv_rms[i] = r
+
+
+@parallel_jit
+def _forward_parallel(x, weight, eps, y, inv_rms, num_chunks):
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
+        _forward_rows(x, weight, eps, y, inv_rms, start, stop)
+
+
+@jit
+def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, start, stop):
+    cols = x.shape[1]
+    for i in range(start, stop):
+        x_row, dy_row, dx_row = x[i], dy[i], dx[i]
+        _, _, sum_g_x = weighted_gradient_sums(x_row, dy_row, weight, 0.0)
+        r = inv_rms[i]
+        r_t = x.dtype.type(r)
+        x_scale = x.dtype.type(r * r * r * sum_g_x / cols)
+        for j in range(cols):
+            dx_row[j] = r_t * (dy_row[j] * weight[j]) - x_row[j] * x_scale
+            dweight_part[j] += dy_row[j] * (x_row[j] * r_t)
+
+
+@parallel_jit
+def _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part):
+    num_chunks = dweight_part.shape[0]
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
+        _backward_rows(dy, x, inv_rms, weight, dx, dweight_part[chunk], start, stop)
+
+
+def rms_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """y = x/sqrt(mean(x^2) + eps)·weight per row of x (rows, cols).
+
+    Returns (y, inv_rms); inv_rms has shape (rows,) and x's dtype.
+    """
+    validation.check_array("x", x, 2)
+    rows, cols = x.shape
+    validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    validation.check_eps(eps)
+    y = np.empty_like(x)
+    if cols == 0:
+        return y, np.full(rows, np.nan, x.dtype)
+    inv_rms = np.empty(rows, x.dtype)
+    weight = np.ones(cols, x.dtype) if weight is None else weight
+    if use_parallel(x.size):
+        _forward_parallel(x, weight, float(eps), y, inv_rms, numba.get_num_threads())
+    else:
+        _forward_rows(x, weight, float(eps), y, inv_rms, 0, rows)
+    return y, inv_rms
+
+
+def rms_norm_backward(
+    dy: np.ndarray, x: np.ndarray, inv_rms: np.ndarray, weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """dx = r·(g - xhat·mean(g·xhat)), xhat = x·r, g = dy·weight, per row;
+    dweight = sum over rows of dy·xhat.
+
+    Returns (dx, dweight); dweight has shape (cols,).
+    """
+    validation.check_array("x", x, 2)
+    rows, cols = x.shape
+    validation.check_like("dy", dy, x, "x")
+    validation.check_vector("inv_rms", inv_rms, rows, x.dtype, "one per row of x")
+    validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    dx = np.empty_like(x)
+    dweight = np.zeros(cols, x.dtype)
+    if rows == 0 or cols == 0:
+        return dx, dweight
+    weight = np.ones(cols, x.dtype) if weight is None else weight
+    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    dweight_part = np.zeros((num_chunks, cols))
+    if num_chunks > 1:
+        _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part)
+    else:
+        _backward_rows(dy, x, inv_rms, weight, dx, dweight_part[0], 0, rows)
+    sum_partials(dweight_part, dweight)
+    return dx, dweight

@@ -1,0 +1,131 @@
+"""Statistics and reduction helpers shared by the CPU kernels.
+
+Numerics: every set is shifted by its first element K before summing (d = x - K
+is exact when x is close to K, which is the large-offset case), and sums are
+accumulated in float64. The mean and variance come from two passes over d, the
+second pass reading the set while it is still in L1/L2. E[x^2] - E[x]^2 is never
+used.
+
+Fast math: only the reductions below are compiled with "reassoc", the flag that
+lets LLVM vectorize a sum. Everywhere else it is off, because it also licenses
+rewriting (x - mean) - c as x - (mean + c), and in float32 mean + c rounds away
+most of the deviation when |mean| >> std (measured: 0.013-0.05 output error at
+x = 1e4 + 0.01·N(0,1), against 5e-7 without it). Inside the reductions each
+float32 difference is widened to float64 before it meets another operand, and
+LLVM never reassociates across that conversion.
+
+Threading: a kernel runs serially below `SERIAL_MAX_ELEMENTS` because even with
+OMP_WAIT_POLICY=passive waking the OpenMP team costs several microseconds,
+more than a small set of rows takes on one core. Parallel drivers split the sets
+into one contiguous chunk per thread; cross-set reductions (dweight, dbias,
+BatchNorm statistics) write one partial row per chunk, merged in chunk order, so
+results are bitwise reproducible for a given thread count.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+# "nnan"/"ninf" are left out on purpose: NaN and Inf must propagate within their
+# set, and LLVM may drop them otherwise. "reassoc" only for REDUCTION (see above).
+STRICT_FASTMATH = {"contract", "arcp", "nsz", "afn"}
+REDUCTION_FASTMATH = STRICT_FASTMATH | {"reassoc"}
+
+# error_model="numpy": 0/0 gives NaN instead of raising, and no zero-division checks
+# sit in the inner loops.
+jit = functools.partial(numba.njit, cache=True, fastmath=STRICT_FASTMATH, error_model="numpy")
+parallel_jit = functools.partial(jit, parallel=True)
+reduction_jit = functools.partial(numba.njit, cache=True, fastmath=REDUCTION_FASTMATH,
+                                  error_model="numpy")
+
+# Measured crossover (python -m kernels.bench --crossover): below this many elements
+# the serial kernel is faster than waking the second thread.
+SERIAL_MAX_ELEMENTS = 65536
+
+
+def use_parallel(num_elements: int) -> bool:
+    """Whether a call over `num_elements` elements should take the parallel driver."""
+    return num_elements > SERIAL_MAX_ELEMENTS and numba.get_num_threads() > 1
+
+
+@jit
+def chunk_bounds(total, num_chunks, chunk):
+    """[start, stop) of the `chunk`-th of `num_chunks` near-equal contiguous chunks."""
+    return total * chunk // num_chunks, total * (chunk + 1) // num_chunks
+
+
+@reduction_jit
+def shifted_moments(values, eps):
+    """Two-pass statistics of a contiguous 1-D set, shifted by its first element.
+
+    Returns (shift, centre, inv_std): mean = shift + centre, with shift in the
+    set's dtype and centre small, so (x - shift) - centre keeps full precision
+    even when |mean| >> std; inv_std = 1/sqrt(var + eps), var biased.
+    """
+    n = values.size
+    shift = values[0]
+    total = 0.0
+    for i in range(n):
+        total += np.float64(values[i] - shift)
+    centre = total / n
+    squares = 0.0
+    for i in range(n):
+        deviation = np.float64(values[i] - shift) - centre
+        squares += deviation * deviation
+    return shift, centre, 1.0 / np.sqrt(squares / n + eps)
+
+
+@reduction_jit
+def shifted_sums(values, shift):
+    """(sum(d), sum(d^2)) in float64 of a contiguous 1-D set, d = values - shift."""
+    total = 0.0
+    squares = 0.0
+    for i in range(values.size):
+        d = np.float64(values[i] - shift)
+        total += d
+        squares += d * d
+    return total, squares
+
+
+@reduction_jit
+def gradient_sums(x, dy, mu):
+    """(sum(d), sum(dy), sum(dy·d)) in float64 over a contiguous 1-D set, d = x - mu."""
+    sum_d = 0.0
+    sum_dy = 0.0
+    sum_dy_d = 0.0
+    for i in range(x.size):
+        d = np.float64(x[i] - mu)
+        g = np.float64(dy[i])
+        sum_d += d
+        sum_dy += g
+        sum_dy_d += g * d
+    return sum_d, sum_dy, sum_dy_d
+
+
+@reduction_jit
+def weighted_gradient_sums(x, dy, weight, mu):
+    """(sum(d), sum(g), sum(g·d)) in float64 over a contiguous 1-D set, d = x - mu,
+    g = dy·weight elementwise (LayerNorm, RMSNorm)."""
+    sum_d = 0.0
+    sum_g = 0.0
+    sum_g_d = 0.0
+    for i in range(x.size):
+        d = np.float64(x[i] - mu)
+        g = np.float64(dy[i] * weight[i])
+        sum_d += d
+        sum_g += g
+        sum_g_d += g * d
+    return sum_d, sum_g, sum_g_d
+
+
+@jit
+def sum_partials(partials, out):
+    """out[j] = sum over rows of partials[:, j], rows added in order (deterministic)."""
+    for j in range(out.size):
+        total = 0.0
+        for t in range(partials.shape[0]):
+            total += partials[t, j]
+        out[j] = total

@@ -1,0 +1,214 @@
+"""Float64 NumPy reference of every normalization forward and backward: the spec.
+
+Written to be read, not to be fast. Every function has the name and signature of
+its kernel in `kernels.cpu`; results are always float64, whatever the input dtype.
+
+Notation (KERNELS.md): a *set* is what one mean and variance are taken over,
+mu = mean(set), var = mean((x - mu)^2) (biased), r = 1/sqrt(var + eps),
+xhat = (x - mu)·r, y = gamma·xhat + beta, g = dy·gamma, n = elements per set.
+Statistics of an empty set are NaN, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as64(array: np.ndarray | None) -> np.ndarray | None:
+    return None if array is None else np.asarray(array, dtype=np.float64)
+
+
+def _mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over `axis` that is NaN for an empty axis, without NumPy's warning."""
+    if values.shape[axis] == 0:
+        return np.full(np.delete(values.shape, axis), np.nan)
+    return values.mean(axis=axis)
+
+
+def _moments(sets: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and r = 1/sqrt(var + eps) of each row of `sets`, two-pass."""
+    mean = _mean(sets, axis=1)
+    var = _mean((sets - mean[:, None]) ** 2, axis=1)
+    return mean, 1.0 / np.sqrt(var + eps)
+
+
+def _ones_if_none(array: np.ndarray | None, size: int) -> np.ndarray:
+    return np.ones(size) if array is None else array
+
+
+def _zeros_if_none(array: np.ndarray | None, size: int) -> np.ndarray:
+    return np.zeros(size) if array is None else array
+
+
+def layer_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LayerNorm over each row of x (rows, cols).
+
+    mu, var per row; y = (x - mu)·r·weight + bias, r = 1/sqrt(var + eps).
+    Returns (y, mean, inv_std) with mean, inv_std of shape (rows,).
+    """
+    x = _as64(x)
+    cols = x.shape[1]
+    mean, inv_std = _moments(x, eps)
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    y = xhat * _ones_if_none(_as64(weight), cols) + _zeros_if_none(_as64(bias), cols)
+    return y, mean, inv_std
+
+
+def layer_norm_backward(
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)) per row, g = dy·weight;
+    dweight = sum over rows of dy·xhat; dbias = sum over rows of dy."""
+    dy, x, mean, inv_std = map(_as64, (dy, x, mean, inv_std))
+    cols = x.shape[1]
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    g = dy * _ones_if_none(_as64(weight), cols)
+    sum_g = g.sum(axis=1, keepdims=True)
+    sum_g_xhat = (g * xhat).sum(axis=1, keepdims=True)
+    dx = inv_std[:, None] / cols * (cols * g - sum_g - xhat * sum_g_xhat) if cols else g
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def rms_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """RMSNorm over each row: r = 1/sqrt(mean(x^2) + eps), y = x·r·weight.
+    Returns (y, inv_rms) with inv_rms of shape (rows,)."""
+    x = _as64(x)
+    inv_rms = 1.0 / np.sqrt(_mean(x**2, axis=1) + eps)
+    y = x * inv_rms[:, None] * _ones_if_none(_as64(weight), x.shape[1])
+    return y, inv_rms
+
+
+def rms_norm_backward(
+    dy: np.ndarray, x: np.ndarray, inv_rms: np.ndarray, weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """dx = r·(g - xhat·mean(g·xhat)) per row, xhat = x·r, g = dy·weight;
+    dweight = sum over rows of dy·xhat."""
+    dy, x, inv_rms = map(_as64, (dy, x, inv_rms))
+    xhat = x * inv_rms[:, None]
+    g = dy * _ones_if_none(_as64(weight), x.shape[1])
+    mean_g_xhat = _mean(g * xhat, axis=1)[:, None] if x.shape[1] else 0.0
+    dx = inv_rms[:, None] * (g - xhat * mean_g_xhat)
+    return dx, (dy * xhat).sum(axis=0)
+
+
+def group_norm_forward(
+    x: np.ndarray, num_groups: int, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GroupNorm of x (N, C, S): one set per (sample, group) of C/num_groups
+    channels times S positions; y = xhat·weight[c] + bias[c] (per channel).
+    Returns (y, mean, inv_std) with mean, inv_std of shape (N, num_groups).
+    InstanceNorm is num_groups == C."""
+    x = _as64(x)
+    batch, channels, _ = x.shape
+    sets = x.reshape(batch * num_groups, -1)
+    mean, inv_std = _moments(sets, eps)
+    xhat = ((sets - mean[:, None]) * inv_std[:, None]).reshape(x.shape)
+    weight = _ones_if_none(_as64(weight), channels)[:, None]
+    bias = _zeros_if_none(_as64(bias), channels)[:, None]
+    return (
+        xhat * weight + bias,
+        mean.reshape(batch, num_groups),
+        inv_std.reshape(batch, num_groups),
+    )
+
+
+def group_norm_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    num_groups: int,
+    weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (sample, group) set of n elements, g = dy·weight[c]:
+    dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat));
+    dweight[c] = sum over N, S of dy·xhat; dbias[c] = sum over N, S of dy."""
+    dy, x, mean, inv_std = map(_as64, (dy, x, mean, inv_std))
+    batch, channels, spatial = x.shape
+    n = (channels // num_groups) * spatial if num_groups else 0
+    mean_per_channel = np.repeat(mean, channels // num_groups, axis=1)[:, :, None]
+    inv_std_per_channel = np.repeat(inv_std, channels // num_groups, axis=1)[:, :, None]
+    xhat = (x - mean_per_channel) * inv_std_per_channel
+    g = dy * _ones_if_none(_as64(weight), channels)[:, None]
+    group_shape = (batch, num_groups, -1)
+    sum_g = g.reshape(group_shape).sum(axis=2)
+    sum_g_xhat = (g * xhat).reshape(group_shape).sum(axis=2)
+    per_channel = channels // num_groups
+    sum_g = np.repeat(sum_g, per_channel, axis=1)[:, :, None]
+    sum_g_xhat = np.repeat(sum_g_xhat, per_channel, axis=1)[:, :, None]
+    dx = inv_std_per_channel / n * (n * g - sum_g - xhat * sum_g_xhat) if n else g
+    return dx, (dy * xhat).sum(axis=(0, 2)), dy.sum(axis=(0, 2))
+
+
+def batch_norm_forward_train(
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BatchNorm (training) of x (N, C, S): one set per channel over N and S.
+    y = xhat·weight[c] + bias[c]. Returns (y, mean, inv_std, var), each
+    statistic of shape (C,), var the biased variance."""
+    x = _as64(x)
+    channels = x.shape[1]
+    sets = x.transpose(1, 0, 2).reshape(channels, -1)
+    mean, inv_std = _moments(sets, eps)
+    var = _mean((sets - mean[:, None]) ** 2, axis=1)
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    weight = _ones_if_none(_as64(weight), channels)[:, None]
+    bias = _zeros_if_none(_as64(bias), channels)[:, None]
+    return xhat * weight + bias, mean, inv_std, var
+
+
+def batch_norm_forward_eval(
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    eps: float,
+) -> np.ndarray:
+    """BatchNorm (eval): y = a_c·x + b_c, a_c = weight·rsqrt(running_var + eps),
+    b_c = bias - a_c·running_mean."""
+    x, running_mean, running_var = map(_as64, (x, running_mean, running_var))
+    channels = x.shape[1]
+    scale = _ones_if_none(_as64(weight), channels) / np.sqrt(running_var + eps)
+    shift = _zeros_if_none(_as64(bias), channels) - scale * running_mean
+    return x * scale[:, None] + shift[:, None]
+
+
+def batch_norm_backward(
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BatchNorm (training) backward, per channel set of n = N·S elements:
+    dx = (weight·r/n)·(n·dy - sum(dy) - xhat·sum(dy·xhat));
+    dweight = sum(dy·xhat); dbias = sum(dy)."""
+    dy, x, mean, inv_std = map(_as64, (dy, x, mean, inv_std))
+    batch, channels, spatial = x.shape
+    n = batch * spatial
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    dweight = (dy * xhat).sum(axis=(0, 2))
+    dbias = dy.sum(axis=(0, 2))
+    scale = (_ones_if_none(_as64(weight), channels) * inv_std)[:, None]
+    dx = scale / n * (n * dy - dbias[:, None] - xhat * dweight[:, None]) if n else dy
+    return dx, dweight, dbias
+
+
+def batch_norm_backward_eval(
+    dy: np.ndarray,
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    weight: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BatchNorm (eval) backward of the per-channel affine map:
+    dx = dy·a_c, a_c = weight·rsqrt(running_var + eps);
+    dweight = sum(dy·(x - running_mean))·rsqrt(running_var + eps); dbias = sum(dy)."""
+    dy, x, running_mean, running_var = map(_as64, (dy, x, running_mean, running_var))
+    channels = x.shape[1]
+    inv_std = 1.0 / np.sqrt(running_var + eps)
+    scale = _ones_if_none(_as64(weight), channels) * inv_std
+    xhat = (x - running_mean[:, None]) * inv_std[:, None]
+    return dy * scale[:, None], (dy * xhat).sum(axis=(0, 2)), dy.sum(axis=(0, 2))

@@ -1,0 +1,72 @@
+"""Conv2d: a 2-D convolution layer (cross-correlation, as in PyTorch) over (N, C, H, W)."""
+
+from __future__ import annotations
+
+import math
+
+from ..tensor import Tensor
+from . import functional as F
+from . import init
+from .linear import empty_parameter
+from .module import Module
+
+
+class Conv2d(Module):
+    """weight (out_channels, in_channels, kh, kw), bias (out_channels,), PyTorch's init.
+
+    padding: an int, a pair, 'valid' or 'same' (stride 1 only). groups != 1 and padding
+    modes other than 'zeros' are not implemented and raise ValueError.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        if groups != 1:
+            raise ValueError(f"Conv2d: groups={groups} is not implemented; only groups=1")
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"Conv2d: padding_mode={padding_mode!r} is not implemented; only 'zeros'"
+            )
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Conv2d: {name} must be a positive int, got {value!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = F._pair(kernel_size, "kernel_size")
+        self.stride = F._pair(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding")
+        self.dilation = F._pair(dilation, "dilation")
+        F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)  # validate
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.weight = empty_parameter((out_channels, in_channels) + self.kernel_size, device,
+                                      dtype)
+        if bias:
+            self.bias = empty_parameter((out_channels,), device, dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding!r}" if isinstance(self.padding, str) \
+                else f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text

@@ -1,0 +1,96 @@
+"""Conv2d as one autograd Function: im2col + a single matrix product, col2im in backward.
+
+Shapes: input x (N, C, H, W), weight w (O, C, kh, kw), output y (N, O, Ho, Wo), with
+K = C * kh * kw and L = N * Ho * Wo.
+
+    forward:   cols (K, L) = windows of the padded input;  y = w.reshape(O, K) @ cols
+    backward:  dw = dy (O, L) @ cols.T;   db = dy summed over N, Ho, Wo
+               dcols = w.reshape(O, K).T @ dy;   dx = col2im(dcols)
+
+col2im loops over the kh * kw kernel offsets and adds one strided slice per offset (no
+np.add.at, which is an order of magnitude slower). Measured on 2 CPU cores, float32,
+x (32, 16, 8, 8), w (16, 16, 3, 3), stride 1, padding 1: forward + backward about 2.5 ms
+(PyTorch CPU: about 1 ms).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..autograd import Function
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def windows(padded: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple,
+            out_size: tuple) -> np.ndarray:
+    """A read-only (N, C, kh, kw, Ho, Wo) view of the windows of a padded input:
+    view[n, c, i, j, y, x] = padded[n, c, y*s + i*d, x*s + j*d]."""
+    sn, sc, sh, sw = padded.strides
+    shape = padded.shape[:2] + tuple(kernel) + tuple(out_size)
+    strides = (sn, sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1])
+    return as_strided(padded, shape, strides, writeable=False)
+
+
+def window_slices(kernel: tuple, stride: tuple, dilation: tuple, out_size: tuple):
+    """For each kernel offset (i, j): the (rows, cols) slices of the padded input it touches."""
+    for i in range(kernel[0]):
+        top = i * dilation[0]
+        rows = slice(top, top + stride[0] * (out_size[0] - 1) + 1, stride[0])
+        for j in range(kernel[1]):
+            left = j * dilation[1]
+            yield i, j, (rows, slice(left, left + stride[1] * (out_size[1] - 1) + 1, stride[1]))
+
+
+def add_windows(target: np.ndarray, values: np.ndarray, stride: tuple, dilation: tuple) -> None:
+    """The adjoint of `windows`: target[n, c, y*s + i*d, x*s + j*d] += values[n, c, i, j, y, x]."""
+    kh, kw, ho, wo = values.shape[2:]
+    for i, j, (rows, cols) in window_slices((kh, kw), stride, dilation, (ho, wo)):
+        target[:, :, rows, cols] += values[:, :, i, j]
+
+
+class Conv2dFunction(Function):
+    """y = conv2d(x, w) + b with zero padding `padding` = ((top, bottom), (left, right))."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=((0, 0), (0, 0)),
+                dilation=(1, 1)):
+        n, c, h, w = x.shape
+        out_channels, _, kh, kw = weight.shape
+        ho = conv_output_size(h, kh, stride[0], sum(padding[0]), dilation[0])
+        wo = conv_output_size(w, kw, stride[1], sum(padding[1]), dilation[1])
+        padded = np.pad(x, ((0, 0), (0, 0)) + tuple(padding)) if np.any(padding) else x
+        # (C, kh, kw, N, Ho, Wo) so that one reshape gives the (K, L) matrix for one GEMM
+        cols = windows(padded, (kh, kw), stride, dilation, (ho, wo)).transpose(1, 2, 3, 0, 4, 5)
+        cols = cols.reshape(c * kh * kw, n * ho * wo)
+        out = weight.reshape(out_channels, -1) @ cols
+        out = out.reshape(out_channels, n, ho, wo).transpose(1, 0, 2, 3)
+        if bias is not None:
+            out = out + bias.reshape(1, -1, 1, 1)
+        ctx.save_for_backward(cols if ctx.needs_input_grad[1] else None, weight)
+        ctx.geometry = (x.shape, padded.shape, stride, padding, dilation, (ho, wo))
+        return np.ascontiguousarray(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cols, weight = ctx.saved_tensors
+        x_shape, padded_shape, stride, padding, dilation, (ho, wo) = ctx.geometry
+        n, c, h, w = x_shape
+        out_channels, _, kh, kw = weight.shape
+        grad_matrix = grad.transpose(1, 0, 2, 3).reshape(out_channels, -1)  # (O, L)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_cols = weight.reshape(out_channels, -1).T @ grad_matrix  # (K, L)
+            grad_cols = grad_cols.reshape(c, kh, kw, n, ho, wo).transpose(3, 0, 1, 2, 4, 5)
+            grad_padded = np.zeros(padded_shape, dtype=grad.dtype)
+            add_windows(grad_padded, grad_cols, stride, dilation)
+            (top, _), (left, _) = padding
+            grad_x = grad_padded[:, :, top : top + h, left : left + w]
+        if ctx.needs_input_grad[1]:
+            grad_w = (grad_matrix @ cols.T).reshape(weight.shape)
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(axis=(0, 2, 3))
+        return grad_x, grad_w, grad_b

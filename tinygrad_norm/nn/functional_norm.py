@@ -1,0 +1,212 @@
+"""Functional normalizations: batch_norm, layer_norm, instance_norm, group_norm, rms_norm.
+
+PyTorch's signatures. Each checks the user's arguments (shapes, dtypes, sizes) and raises a
+clear error naming what was expected and what was received, then calls one autograd Function
+from tinygrad_norm.norm_ops, which runs the forward and backward kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .. import norm_ops
+from ..tensor import Tensor
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _size_text(shape: tuple) -> str:
+    return f"[{', '.join(str(s) for s in shape)}]"
+
+
+def _check_input(input, name: str) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+    if input.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name}: input dtype {input.dtype} is not supported; expected float32 or float64"
+        )
+
+
+def _check_param(param, expected_shape: tuple, input: Tensor, what: str, name: str):
+    """Return the parameter's array (None stays None) after checking its shape and dtype."""
+    if param is None:
+        return None
+    array = param.data if isinstance(param, Tensor) else np.asarray(param)
+    if tuple(array.shape) != tuple(expected_shape):
+        raise RuntimeError(
+            f"{name}: {what} has shape {_size_text(array.shape)}, expected "
+            f"{_size_text(expected_shape)}"
+        )
+    if array.dtype != input.dtype:
+        raise TypeError(
+            f"{name}: input dtype {input.dtype} does not match {what} dtype {array.dtype}; "
+            f"convert one of them (module.double() / module.float() or input.to(dtype))"
+        )
+    return param
+
+
+def _check_eps(eps, name: str) -> float:
+    if not isinstance(eps, (int, float)) or math.isnan(eps) or eps < 0:
+        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def _normalized(normalized_shape) -> tuple:
+    if isinstance(normalized_shape, (int, np.integer)):
+        return (int(normalized_shape),)
+    return tuple(int(s) for s in normalized_shape)
+
+
+def _check_trailing(input: Tensor, normalized_shape: tuple, name: str) -> None:
+    n = len(normalized_shape)
+    if n == 0 or input.ndim < n or tuple(input.shape[input.ndim - n:]) != normalized_shape:
+        raise RuntimeError(
+            f"{name}: Given normalized_shape={list(normalized_shape)}, expected input with "
+            f"shape [*, {', '.join(str(s) for s in normalized_shape)}], but got input of "
+            f"size{_size_text(input.shape)}"
+        )
+
+
+def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight=None, bias=None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalize over the trailing `normalized_shape` dims; elementwise affine."""
+    _check_input(input, "layer_norm")
+    shape = _normalized(normalized_shape)
+    _check_trailing(input, shape, "layer_norm")
+    weight = _check_param(weight, shape, input, "weight", "layer_norm")
+    bias = _check_param(bias, shape, input, "bias", "layer_norm")
+    return norm_ops.LayerNormFunction.apply(input, weight, bias, normalized_ndim=len(shape),
+                                            eps=_check_eps(eps, "layer_norm"),
+                                            device=input.device)
+
+
+def rms_norm(input: Tensor, normalized_shape: int | Sequence[int], weight=None,
+             eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight; eps None means finfo(input.dtype).eps."""
+    _check_input(input, "rms_norm")
+    shape = _normalized(normalized_shape)
+    _check_trailing(input, shape, "rms_norm")
+    weight = _check_param(weight, shape, input, "weight", "rms_norm")
+    eps = float(np.finfo(input.dtype).eps) if eps is None else _check_eps(eps, "rms_norm")
+    return norm_ops.RMSNormFunction.apply(input, weight, normalized_ndim=len(shape), eps=eps,
+                                          device=input.device)
+
+
+def group_norm(input: Tensor, num_groups: int, weight=None, bias=None,
+               eps: float = 1e-5) -> Tensor:
+    """Statistics per (sample, group of C/num_groups channels); per-channel affine."""
+    _check_input(input, "group_norm")
+    if input.ndim < 2:
+        raise RuntimeError(
+            f"group_norm: expected input of shape (N, C, *) with at least 2 dimensions, got "
+            f"size{_size_text(input.shape)}"
+        )
+    channels = input.shape[1]
+    if num_groups <= 0 or channels % num_groups:
+        raise RuntimeError(
+            f"group_norm: expected the number of channels of the input ({channels}) to be "
+            f"divisible by num_groups ({num_groups}), got input of size{_size_text(input.shape)}"
+        )
+    weight = _check_param(weight, (channels,), input, "weight", "group_norm")
+    bias = _check_param(bias, (channels,), input, "bias", "group_norm")
+    return norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=num_groups,
+                                            eps=_check_eps(eps, "group_norm"),
+                                            device=input.device)
+
+
+def _running_buffer(buffer, channels: int, input: Tensor, what: str, name: str):
+    if buffer is None:
+        return None
+    array = buffer.data if isinstance(buffer, Tensor) else buffer
+    if array.shape != (channels,):
+        raise RuntimeError(
+            f"{name}: {what} has shape {_size_text(array.shape)} but the input has "
+            f"{channels} channels in dimension 1 (input size{_size_text(input.shape)})"
+        )
+    return array
+
+
+def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Per-channel statistics over N and all spatial positions.
+
+    training=True: normalize with the batch's statistics and, when running buffers are given,
+    update them in place with `momentum`. training=False: use the running buffers.
+    """
+    _check_input(input, "batch_norm")
+    if input.ndim < 2:
+        raise ValueError(
+            f"batch_norm: expected input of shape (N, C, *) with at least 2 dimensions, got "
+            f"size{_size_text(input.shape)}"
+        )
+    channels = input.shape[1]
+    running_mean = _running_buffer(running_mean, channels, input, "running_mean", "batch_norm")
+    running_var = _running_buffer(running_var, channels, input, "running_var", "batch_norm")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+    weight = _check_param(weight, (channels,), input, "weight", "batch_norm")
+    bias = _check_param(bias, (channels,), input, "bias", "batch_norm")
+    eps = _check_eps(eps, "batch_norm")
+    if not training:
+        if running_mean is None:
+            raise ValueError("batch_norm: training=False needs running_mean and running_var")
+        return norm_ops.BatchNormEvalFunction.apply(
+            input, weight, bias, eps=eps, running_mean=running_mean.astype(input.dtype),
+            running_var=running_var.astype(input.dtype), device=input.device)
+    if input.shape[0] * int(np.prod(input.shape[2:])) == 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size "
+            f"{_size_text(input.shape)}"
+        )
+    return norm_ops.BatchNormFunction.apply(input, weight, bias, eps=eps, momentum=momentum,
+                                            running_mean=running_mean, running_var=running_var,
+                                            device=input.device)
+
+
+def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats: bool = True, momentum: float = 0.1,
+                  eps: float = 1e-5) -> Tensor:
+    """Statistics per (sample, channel) over the spatial positions; input (N, C, *spatial).
+
+    With use_input_stats and running buffers, the buffers move toward the batch averages of the
+    per-instance means and unbiased variances. Without use_input_stats the running buffers
+    normalize, as BatchNorm's eval mode does.
+    """
+    _check_input(input, "instance_norm")
+    if input.ndim < 3:
+        raise ValueError(
+            f"instance_norm: expected input of shape (N, C, *spatial) with at least 3 "
+            f"dimensions, got size{_size_text(input.shape)}"
+        )
+    channels = input.shape[1]
+    running_mean = _running_buffer(running_mean, channels, input, "running_mean",
+                                   "instance_norm")
+    running_var = _running_buffer(running_var, channels, input, "running_var", "instance_norm")
+    weight = _check_param(weight, (channels,), input, "weight", "instance_norm")
+    bias = _check_param(bias, (channels,), input, "bias", "instance_norm")
+    eps = _check_eps(eps, "instance_norm")
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError("instance_norm: use_input_stats=False needs running_mean/var")
+        return norm_ops.BatchNormEvalFunction.apply(
+            input, weight, bias, eps=eps, running_mean=running_mean.astype(input.dtype),
+            running_var=running_var.astype(input.dtype), device=input.device)
+    spatial = int(np.prod(input.shape[2:]))
+    if spatial == 1:
+        raise ValueError(
+            f"Expected more than 1 spatial element when training, got input size "
+            f"{_size_text(input.shape)}"
+        )
+    stats: list = []
+    out = norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=channels, eps=eps,
+                                           device=input.device, stats_out=stats)
+    if running_mean is not None and input.shape[0] > 0 and spatial > 1:
+        mean, inv_std = (s.astype(np.float64) for s in stats)
+        unbiased = (1.0 / (inv_std * inv_std) - eps) * (spatial / (spatial - 1))
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
+        running_var[...] = (1 - momentum) * running_var + momentum * unbiased.mean(axis=0)
+    return out

@@ -1,0 +1,63 @@
+"""Linear (y = x W^T + b) and Identity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..tensor import Tensor, _as_dtype, _normalize_device
+from . import functional as F
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+
+def empty_parameter(shape: tuple, device, dtype) -> Parameter:
+    """An uninitialised Parameter on `device` (only "cpu" exists) with `dtype` (float32 default)."""
+    _normalize_device(device)
+    return Parameter(np.empty(shape, dtype=_as_dtype(dtype)))
+
+
+class Identity(Module):
+    """Returns its input unchanged; any constructor arguments are ignored, as in PyTorch."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias; weight (out_features, in_features), bias (out_features,).
+
+    Initialised like PyTorch: weight ~ kaiming_uniform_(a=sqrt(5)), i.e. U(+-1/sqrt(in)),
+    and bias ~ U(+-1/sqrt(in_features)).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = empty_parameter((out_features, in_features), device, dtype)
+        if bias:
+            self.bias = empty_parameter((out_features,), device, dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")

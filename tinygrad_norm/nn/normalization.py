@@ -1,0 +1,280 @@
+"""Normalization layers with PyTorch's constructors, parameter and buffer names, and train/eval
+behaviour: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm.
+
+The math runs in kernels (see tinygrad_norm.norm_ops); these classes own the parameters and the
+running statistics and decide which statistics a call uses.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+from ..tensor import Tensor, ones, zeros
+from . import functional_norm as F
+from .module import Module
+from .parameter import Parameter
+
+
+def _dtype(dtype) -> np.dtype:
+    return np.dtype(np.float32 if dtype is None else dtype)
+
+
+class _NormBase(Module):
+    """Per-channel affine parameters and running statistics shared by BatchNorm and
+    InstanceNorm."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        if not isinstance(num_features, (int, np.integer)) or num_features < 0:
+            raise ValueError(
+                f"{type(self).__name__}: num_features must be a non-negative int, got "
+                f"{num_features!r}"
+            )
+        self.num_features = int(num_features)
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        dtype = _dtype(dtype)
+        if affine:
+            self.weight = Parameter(ones(num_features, dtype=dtype, device=device))
+            self.bias = Parameter(zeros(num_features, dtype=dtype, device=device))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked",
+                                 Tensor(np.array(0, dtype=np.int64), device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            self.weight.data[...] = 1
+            self.bias.data[...] = 0
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        raise NotImplementedError
+
+    def _check_channels(self, input: Tensor, channel_dim: int) -> None:
+        channels = input.shape[channel_dim]
+        if channels != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}): expected {self.num_features} "
+                f"channels in dimension {channel_dim} of the input, got input of size "
+                f"{list(input.shape)} with {channels}"
+            )
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+def _rank_error(name: str, expected: str, input: Tensor) -> ValueError:
+    return ValueError(f"{name}: expected {expected} input (got {input.ndim}D input)")
+
+
+class _BatchNorm(_NormBase):
+    """Per-channel statistics over the batch and all spatial positions."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        self._check_channels(input, 1)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        use_batch_stats = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        return F.batch_norm(input, self.running_mean if track else None,
+                            self.running_var if track else None, self.weight, self.bias,
+                            use_batch_stats, factor, self.eps)
+
+
+class BatchNorm1d(_BatchNorm):
+    """BatchNorm over (N, C) or (N, C, L) input."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim not in (2, 3):
+            raise _rank_error(type(self).__name__, "2D or 3D", input)
+
+
+class BatchNorm2d(_BatchNorm):
+    """BatchNorm over (N, C, H, W) input."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim != 4:
+            raise _rank_error(type(self).__name__, "4D", input)
+
+
+class BatchNorm3d(_BatchNorm):
+    """BatchNorm over (N, C, D, H, W) input."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim != 5:
+            raise _rank_error(type(self).__name__, "5D", input)
+
+
+class _InstanceNorm(_NormBase):
+    """Per-(sample, channel) statistics over the spatial positions; unbatched input accepted."""
+
+    spatial_ndim = 0
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = False, track_running_stats: bool = False, device=None,
+                 dtype=None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, input: Tensor) -> Tensor:
+        batched_ndim = self.spatial_ndim + 2
+        if input.ndim not in (batched_ndim - 1, batched_ndim):
+            raise _rank_error(type(self).__name__, f"{batched_ndim - 1}D or {batched_ndim}D",
+                              input)
+        unbatched = input.ndim == batched_ndim - 1
+        if unbatched:
+            input = input.unsqueeze(0)
+        if input.shape[1] != self.num_features:
+            if self.affine:
+                self._check_channels(input, 1)
+            warnings.warn(
+                f"{type(self).__name__}({self.num_features}) got {input.shape[1]} channels; "
+                f"without affine parameters the input is normalized anyway", stacklevel=2)
+        use_input_stats = self.training or not self.track_running_stats
+        out = F.instance_norm(input, self.running_mean, self.running_var, self.weight,
+                              self.bias, use_input_stats,
+                              0.0 if self.momentum is None else self.momentum, self.eps)
+        return out.squeeze(0) if unbatched else out
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """InstanceNorm over (N, C, L) or unbatched (C, L) input."""
+
+    spatial_ndim = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """InstanceNorm over (N, C, H, W) or unbatched (C, H, W) input."""
+
+    spatial_ndim = 2
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """InstanceNorm over (N, C, D, H, W) or unbatched (C, D, H, W) input."""
+
+    spatial_ndim = 3
+
+
+def _shape_tuple(normalized_shape, name: str) -> tuple:
+    shape = F._normalized(normalized_shape)
+    if not shape or any(s < 0 for s in shape):
+        raise ValueError(f"{name}: normalized_shape must be non-empty and non-negative, "
+                         f"got {normalized_shape!r}")
+    return shape
+
+
+class LayerNorm(Module):
+    """Normalize over the trailing `normalized_shape` dims; elementwise weight and bias."""
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        self.normalized_shape = _shape_tuple(normalized_shape, "LayerNorm")
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        dtype = _dtype(dtype)
+        if elementwise_affine:
+            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype, device=device))
+            if bias:
+                self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype, device=device))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class GroupNorm(Module):
+    """Normalize each group of num_channels/num_groups channels per sample; per-channel
+    affine."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        if not isinstance(num_groups, (int, np.integer)) or num_groups <= 0:
+            raise ValueError(f"GroupNorm: num_groups must be a positive int, got {num_groups!r}")
+        if num_channels % num_groups:
+            raise ValueError(
+                f"num_channels must be divisible by num_groups (got num_channels={num_channels}"
+                f", num_groups={num_groups})"
+            )
+        self.num_groups = int(num_groups)
+        self.num_channels = int(num_channels)
+        self.eps = eps
+        self.affine = affine
+        dtype = _dtype(dtype)
+        if affine:
+            self.weight = Parameter(ones(num_channels, dtype=dtype, device=device))
+            self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.ndim >= 2 and input.shape[1] != self.num_channels:
+            raise ValueError(
+                f"GroupNorm({self.num_groups}, {self.num_channels}): expected "
+                f"{self.num_channels} channels in dimension 1, got input of size "
+                f"{list(input.shape)}"
+            )
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing dims; eps None = finfo.eps."""
+
+    def __init__(self, normalized_shape: int | Sequence[int], eps: float | None = None,
+                 elementwise_affine: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        self.normalized_shape = _shape_tuple(normalized_shape, "RMSNorm")
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(ones(self.normalized_shape, dtype=_dtype(dtype),
+                                         device=device))
+        else:
+            self.register_parameter("weight", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")

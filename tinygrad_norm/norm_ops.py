@@ -1,0 +1,176 @@
+"""The normalization autograd Functions: one per normalization, each a thin shell around kernels.
+
+Each Function views its input as the shape its kernels take — rows (LayerNorm, RMSNorm) or
+(N, C, S) (BatchNorm, GroupNorm, InstanceNorm) — makes it contiguous, picks the kernel backend
+by device, and saves only what backward needs: the input, mean and inverse std (never xhat).
+Checking the user's shapes against the module's configuration happens before these run, in
+nn.functional; the kernels' own wrappers check the arrays again before any kernel runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .autograd import Function
+
+
+def backend(device: str):
+    """The kernel module for a device: kernels.cpu today; kernels.cuda shares its names."""
+    if device == "cpu":
+        from kernels import cpu
+
+        return cpu
+    raise RuntimeError(f"no normalization kernels for device {device!r}")
+
+
+def _contiguous(array: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.ascontiguousarray(array.reshape(shape))
+
+
+def _flat(param: np.ndarray | None) -> np.ndarray | None:
+    return None if param is None else np.ascontiguousarray(param.reshape(-1))
+
+
+def _param_grad(grad: np.ndarray, param: np.ndarray | None, needed: bool):
+    return grad.reshape(param.shape) if needed and param is not None else None
+
+
+class LayerNormFunction(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_ndim` dims."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, normalized_ndim, eps, device="cpu"):
+        x2d = _as_rows(x, normalized_ndim)
+        kernels = backend(device)
+        y, mean, inv_std = kernels.layer_norm_forward(x2d, _flat(weight), _flat(bias), eps)
+        ctx.save_for_backward(x2d, mean, inv_std, weight, bias)
+        ctx.kernels = kernels
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2d, mean, inv_std, weight, bias = ctx.saved_tensors
+        dy = _contiguous(grad, x2d.shape)
+        dx, dweight, dbias = ctx.kernels.layer_norm_backward(dy, x2d, mean, inv_std, _flat(weight))
+        needs = ctx.needs_input_grad
+        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
+                _param_grad(dbias, bias, needs[2]))
+
+
+class RMSNormFunction(Function):
+    """y = x / sqrt(mean(x^2) + eps) * weight over the trailing `normalized_ndim` dims."""
+
+    @staticmethod
+    def forward(ctx, x, weight, normalized_ndim, eps, device="cpu"):
+        x2d = _as_rows(x, normalized_ndim)
+        kernels = backend(device)
+        y, inv_rms = kernels.rms_norm_forward(x2d, _flat(weight), eps)
+        ctx.save_for_backward(x2d, inv_rms, weight)
+        ctx.kernels = kernels
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2d, inv_rms, weight = ctx.saved_tensors
+        dy = _contiguous(grad, x2d.shape)
+        dx, dweight = ctx.kernels.rms_norm_backward(dy, x2d, inv_rms, _flat(weight))
+        return dx.reshape(grad.shape), _param_grad(dweight, weight, ctx.needs_input_grad[1])
+
+
+def _as_rows(x: np.ndarray, normalized_ndim: int) -> np.ndarray:
+    """View x as a contiguous (rows, cols) array, cols spanning the trailing normalized dims."""
+    lead = x.ndim - normalized_ndim
+    return _contiguous(x, (int(np.prod(x.shape[:lead])), int(np.prod(x.shape[lead:]))))
+
+
+def _as_ncs(x: np.ndarray) -> np.ndarray:
+    """View (N, C, *spatial) as a contiguous (N, C, S) array."""
+    return _contiguous(x, (x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))))
+
+
+class GroupNormFunction(Function):
+    """Statistics per (sample, group) over C/G channels and all spatial positions; per-channel
+    affine. InstanceNorm is this with one channel per group; the module returns the statistics
+    through `stats_out` when it needs them for running estimates."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, num_groups, eps, device="cpu", stats_out=None):
+        x3d = _as_ncs(x)
+        kernels = backend(device)
+        y, mean, inv_std = kernels.group_norm_forward(x3d, num_groups, _flat(weight),
+                                                      _flat(bias), eps)
+        if stats_out is not None:
+            stats_out.extend([mean, inv_std])
+        ctx.save_for_backward(x3d, mean, inv_std, weight, bias)
+        ctx.num_groups = num_groups
+        ctx.kernels = kernels
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x3d, mean, inv_std, weight, bias = ctx.saved_tensors
+        dy = _contiguous(grad, x3d.shape)
+        dx, dweight, dbias = ctx.kernels.group_norm_backward(dy, x3d, mean, inv_std,
+                                                             ctx.num_groups, _flat(weight))
+        needs = ctx.needs_input_grad
+        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
+                _param_grad(dbias, bias, needs[2]))
+
+
+class BatchNormFunction(Function):
+    """Training mode: normalize with the batch's per-channel statistics and, when running
+    buffers are given, update them in place: running = (1 - momentum) * running + momentum *
+    batch, with the unbiased variance in the running estimate (PyTorch's rule)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, momentum, running_mean=None, running_var=None,
+                device="cpu"):
+        x3d = _as_ncs(x)
+        kernels = backend(device)
+        y, mean, inv_std, var = kernels.batch_norm_forward_train(x3d, _flat(weight),
+                                                                 _flat(bias), eps)
+        count = x3d.shape[0] * x3d.shape[2]
+        if running_mean is not None and count > 1:
+            unbiased = var.astype(np.float64) * (count / (count - 1))
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+            running_var[...] = (1 - momentum) * running_var + momentum * unbiased
+        ctx.save_for_backward(x3d, mean, inv_std, weight, bias)
+        ctx.kernels = kernels
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x3d, mean, inv_std, weight, bias = ctx.saved_tensors
+        dy = _contiguous(grad, x3d.shape)
+        dx, dweight, dbias = ctx.kernels.batch_norm_backward(dy, x3d, mean, inv_std,
+                                                             _flat(weight))
+        needs = ctx.needs_input_grad
+        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
+                _param_grad(dbias, bias, needs[2]))
+
+
+class BatchNormEvalFunction(Function):
+    """Eval mode with running statistics: the per-channel affine map
+    y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, running_mean, running_var, device="cpu"):
+        x3d = _as_ncs(x)
+        kernels = backend(device)
+        y = kernels.batch_norm_forward_eval(x3d, running_mean, running_var, _flat(weight),
+                                            _flat(bias), eps)
+        # copies: a later training step updates the buffers in place before this backward runs
+        ctx.save_for_backward(x3d, running_mean.copy(), running_var.copy(), weight, bias)
+        ctx.eps = eps
+        ctx.kernels = kernels
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x3d, running_mean, running_var, weight, bias = ctx.saved_tensors
+        dy = _contiguous(grad, x3d.shape)
+        dx, dweight, dbias = ctx.kernels.batch_norm_backward_eval(
+            dy, x3d, running_mean, running_var, _flat(weight), ctx.eps)
+        needs = ctx.needs_input_grad
+        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
+                _param_grad(dbias, bias, needs[2]))
