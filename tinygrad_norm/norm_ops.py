@@ -9,6 +9,8 @@ nn.functional; the kernels' own wrappers check the arrays again before any kerne
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .autograd import Function
@@ -80,12 +82,12 @@ class RMSNormFunction(Function):
 def _as_rows(x: np.ndarray, normalized_ndim: int) -> np.ndarray:
     """View x as a contiguous (rows, cols) array, cols spanning the trailing normalized dims."""
     lead = x.ndim - normalized_ndim
-    return _contiguous(x, (int(np.prod(x.shape[:lead])), int(np.prod(x.shape[lead:]))))
+    return _contiguous(x, (math.prod(x.shape[:lead]), math.prod(x.shape[lead:])))
 
 
 def _as_ncs(x: np.ndarray) -> np.ndarray:
     """View (N, C, *spatial) as a contiguous (N, C, S) array."""
-    return _contiguous(x, (x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))))
+    return _contiguous(x, (x.shape[0], x.shape[1], math.prod(x.shape[2:])))
 
 
 class GroupNormFunction(Function):

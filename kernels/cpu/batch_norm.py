@@ -20,7 +20,11 @@ Training backward, per channel (n = N·S, xhat = (x - mu)·r):
     traffic: read dy and x twice, write dx = 5·E·s.
 Eval backward: dx = dy·a_c, dweight = sum(dy·(x - running_mean))/sqrt(running_var + eps),
     dbias = sum(dy); the sums and dx are separate passes: 4·E·s (3·E·s if fused).
-Parallel drivers split the samples (N) into one chunk per thread.
+Parallel drivers split the samples (N) into one chunk per thread. With S == 1
+(BatchNorm1d on (N, C)) each plane is a single element, so the passes run over
+channels in the inner loop instead, which is the loop that vectorizes there. The
+per-channel arithmetic between the passes runs in `_finish_*`, compiled, because
+a dozen small NumPy calls cost more than the whole kernel at the examples' sizes.
 """
 
 from __future__ import annotations
@@ -42,7 +46,14 @@ from kernels.cpu.stats import (
 
 @jit
 def _shifted_sums(x, shift, sum_d_part, sum_d2_part, start, stop):
+    """Per channel sums of d = x - shift[c] and d^2 over samples [start, stop)."""
     for i in range(start, stop):
+        if x.shape[2] == 1:
+            for c in range(x.shape[1]):
+                d = np.float64(x[i, c, 0] - shift[c])
+                sum_d_part[c] += d
+                sum_d2_part[c] += d * d
+            continue
         for c in range(x.shape[1]):
             total, squares = shifted_sums(x[i, c], shift[c])
             sum_d_part[c] += total
@@ -61,6 +72,10 @@ def _shifted_sums_parallel(x, shift, sum_d_part, sum_d2_part):
 def _affine(x, shift, scale, offset, y, start, stop):
     """y[i, c] = (x[i, c] - shift[c])·scale[c] + offset[c] for samples [start, stop)."""
     for i in range(start, stop):
+        if x.shape[2] == 1:
+            for c in range(x.shape[1]):
+                y[i, c, 0] = (x[i, c, 0] - shift[c]) * scale[c] + offset[c]
+            continue
         for c in range(x.shape[1]):
             plane, out = x[i, c], y[i, c]
             k, a, b = shift[c], scale[c], offset[c]
@@ -79,6 +94,14 @@ def _affine_parallel(x, shift, scale, offset, y, num_chunks):
 def _gradient_sums(dy, x, centre, sum_dy_part, sum_dy_d_part, sum_d_part, start, stop):
     """Per channel sums of dy, dy·(x - centre) and x - centre over samples [start, stop)."""
     for i in range(start, stop):
+        if x.shape[2] == 1:
+            for c in range(x.shape[1]):
+                d = np.float64(x[i, c, 0] - centre[c])
+                g = np.float64(dy[i, c, 0])
+                sum_dy_part[c] += g
+                sum_dy_d_part[c] += g * d
+                sum_d_part[c] += d
+            continue
         for c in range(x.shape[1]):
             total_d, total_dy, total_dy_d = gradient_sums(x[i, c], dy[i, c], centre[c])
             sum_dy_part[c] += total_dy
@@ -100,6 +123,11 @@ def _gradient_sums_parallel(dy, x, centre, sum_dy_part, sum_dy_d_part, sum_d_par
 def _input_gradient(dy, x, centre, dy_scale, x_scale, offset, dx, start, stop):
     """dx[i, c] = dy·dy_scale[c] - (x - centre[c])·x_scale[c] - offset[c]."""
     for i in range(start, stop):
+        if x.shape[2] == 1:
+            for c in range(x.shape[1]):
+                dx[i, c, 0] = (dy[i, c, 0] * dy_scale[c] - (x[i, c, 0] - centre[c]) * x_scale[c]
+                               - offset[c])
+            continue
         for c in range(x.shape[1]):
             plane, grad, out = x[i, c], dy[i, c], dx[i, c]
             mu, a, k, b = centre[c], dy_scale[c], x_scale[c], offset[c]
@@ -114,6 +142,48 @@ def _input_gradient_parallel(dy, x, centre, dy_scale, x_scale, offset, dx, num_c
         _input_gradient(dy, x, centre, dy_scale, x_scale, offset, dx, start, stop)
 
 
+@jit
+def _finish_statistics(parts, shift, n, weight, bias, eps, mean, inv_std, var, scale, offset):
+    """From the partial (sum d, sum d^2) rows: the statistics, and the per-channel
+    scale and offset of the apply pass, y = (x - shift)·scale + offset."""
+    channels = shift.size
+    sums = np.empty((2, channels))
+    sum_partials(parts[0], sums[0])
+    sum_partials(parts[1], sums[1])
+    for c in range(channels):
+        centre = sums[0, c] / n
+        variance = max(sums[1, c] / n - centre * centre, 0.0)
+        r = 1.0 / np.sqrt(variance + eps)
+        a = r * weight[c]
+        mean[c] = shift[c] + centre
+        inv_std[c] = r
+        var[c] = variance
+        scale[c] = a
+        offset[c] = bias[c] - centre * a
+
+
+@jit
+def _finish_gradient(parts, n, inv_std, weight, dweight, dbias, dy_scale, x_scale, offset):
+    """From the partial (sum dy, sum dy·d, sum d) rows, d = x - saved mean: dweight,
+    dbias and the per-channel coefficients of dx = dy·dy_scale - d·x_scale - offset.
+    mean(d) measures the rounding of the saved mean (0 for an exact one)."""
+    channels = inv_std.size
+    sums = np.empty((3, channels))
+    for k in range(3):
+        sum_partials(parts[k], sums[k])
+    for c in range(channels):
+        sum_dy, sum_dy_d, correction = sums[0, c], sums[1, c], sums[2, c] / n
+        r = np.float64(inv_std[c])
+        dweight_c = r * (sum_dy_d - correction * sum_dy)
+        a = r * weight[c]
+        k = a * r * dweight_c / n
+        dweight[c] = dweight_c
+        dbias[c] = sum_dy
+        dy_scale[c] = a
+        x_scale[c] = k
+        offset[c] = a * sum_dy / n - k * correction
+
+
 def _num_chunks(x: np.ndarray) -> int:
     return min(numba.get_num_threads(), x.shape[0]) if use_parallel(x.size) else 1
 
@@ -126,19 +196,15 @@ def _run_affine(x, shift, scale, offset, y) -> None:
         _affine(x, shift, scale, offset, y, 0, x.shape[0])
 
 
-def _run_gradient_sums(dy, x, centre) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per channel float64 (sum(dy), sum(dy·(x - centre)), sum(x - centre))."""
-    channels = x.shape[1]
+def _run_gradient_sums(dy, x, centre) -> np.ndarray:
+    """(3, chunks, C) float64 partial sums of dy, dy·(x - centre) and x - centre."""
     num_chunks = _num_chunks(x)
-    parts = np.zeros((3, num_chunks, channels))
+    parts = np.zeros((3, num_chunks, x.shape[1]))
     if num_chunks > 1:
         _gradient_sums_parallel(dy, x, centre, parts[0], parts[1], parts[2])
     else:
         _gradient_sums(dy, x, centre, parts[0, 0], parts[1, 0], parts[2, 0], 0, x.shape[0])
-    sums = np.empty((3, channels))
-    for k in range(3):
-        sum_partials(parts[k], sums[k])
-    return sums[0], sums[1], sums[2]
+    return parts
 
 
 def _check_channel_input(x: np.ndarray, weight: np.ndarray | None) -> None:
@@ -148,8 +214,19 @@ def _check_channel_input(x: np.ndarray, weight: np.ndarray | None) -> None:
 
 def _check_running_stats(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray) -> None:
     why = "one per channel, x.shape[1]"
+    # required, unlike weight and bias: check_vector alone would let None reach the kernel
+    validation.check_array("running_mean", running_mean, 1, x.dtype)
+    validation.check_array("running_var", running_var, 1, x.dtype)
     validation.check_vector("running_mean", running_mean, x.shape[1], x.dtype, why)
     validation.check_vector("running_var", running_var, x.shape[1], x.dtype, why)
+
+
+def _ones_if_none(weight: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    return np.ones(like.shape[1], like.dtype) if weight is None else weight
+
+
+def _zeros_if_none(bias: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    return np.zeros(like.shape[1], like.dtype) if bias is None else bias
 
 
 def batch_norm_forward_train(
@@ -169,7 +246,6 @@ def batch_norm_forward_train(
     if x.size == 0:
         stats = np.full(channels, np.nan, x.dtype)
         return y, stats, stats.copy(), stats.copy()
-    n = batch * spatial
     shift = x[0, :, 0].copy()
     num_chunks = _num_chunks(x)
     parts = np.zeros((2, num_chunks, channels))
@@ -177,14 +253,11 @@ def batch_norm_forward_train(
         _shifted_sums_parallel(x, shift, parts[0], parts[1])
     else:
         _shifted_sums(x, shift, parts[0, 0], parts[1, 0], 0, batch)
-    sum_d, sum_d2 = parts.sum(axis=1)
-    centre = sum_d / n
-    var = np.maximum(sum_d2 / n - centre * centre, 0.0)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    scale = inv_std if weight is None else inv_std * weight
-    offset = -centre * scale if bias is None else bias - centre * scale
-    _run_affine(x, shift, scale.astype(x.dtype), offset.astype(x.dtype), y)
-    return y, (shift + centre).astype(x.dtype), inv_std.astype(x.dtype), var.astype(x.dtype)
+    mean, inv_std, var, scale, offset = np.empty((5, channels), x.dtype)
+    _finish_statistics(parts, shift, batch * spatial, _ones_if_none(weight, x),
+                       _zeros_if_none(bias, x), float(eps), mean, inv_std, var, scale, offset)
+    _run_affine(x, shift, scale, offset, y)
+    return y, mean, inv_std, var
 
 
 def batch_norm_forward_eval(
@@ -203,11 +276,8 @@ def batch_norm_forward_eval(
     y = np.empty_like(x)
     if x.size == 0:
         return y
-    scale = 1.0 / np.sqrt(running_var + eps)
-    if weight is not None:
-        scale = scale * weight
-    offset = np.zeros_like(scale) if bias is None else bias
-    _run_affine(x, running_mean, scale.astype(x.dtype), offset.astype(x.dtype), y)
+    scale = _ones_if_none(weight, x) / np.sqrt(running_var.astype(np.float64) + eps)
+    _run_affine(x, running_mean, scale.astype(x.dtype), _zeros_if_none(bias, x), y)
     return y
 
 
@@ -231,21 +301,16 @@ def batch_norm_backward(
     dx = np.empty_like(x)
     if x.size == 0:
         return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
-    n = batch * spatial
-    sum_dy, sum_dy_d, sum_d = _run_gradient_sums(dy, x, mean)
-    correction = sum_d / n
-    inv_std64 = inv_std.astype(np.float64)
-    dweight = inv_std64 * (sum_dy_d - correction * sum_dy)
-    dy_scale = inv_std64 if weight is None else inv_std64 * weight
-    x_scale = dy_scale * inv_std64 * dweight / n
-    offset = dy_scale * sum_dy / n - x_scale * correction
+    parts = _run_gradient_sums(dy, x, mean)
+    dweight, dbias, dy_scale, x_scale, offset = np.empty((5, channels), x.dtype)
+    _finish_gradient(parts, batch * spatial, inv_std, _ones_if_none(weight, x), dweight, dbias,
+                     dy_scale, x_scale, offset)
     num_chunks = _num_chunks(x)
-    args = (dy, x, mean, dy_scale.astype(x.dtype), x_scale.astype(x.dtype))
     if num_chunks > 1:
-        _input_gradient_parallel(*args, offset.astype(x.dtype), dx, num_chunks)
+        _input_gradient_parallel(dy, x, mean, dy_scale, x_scale, offset, dx, num_chunks)
     else:
-        _input_gradient(*args, offset.astype(x.dtype), dx, 0, batch)
-    return dx, dweight.astype(x.dtype), sum_dy.astype(x.dtype)
+        _input_gradient(dy, x, mean, dy_scale, x_scale, offset, dx, 0, batch)
+    return dx, dweight, dbias
 
 
 def batch_norm_backward_eval(
@@ -267,8 +332,7 @@ def batch_norm_backward_eval(
     if x.size == 0:
         return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
     inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-    sum_dy, sum_dy_d, _ = _run_gradient_sums(dy, x, running_mean)
-    scale = inv_std if weight is None else inv_std * weight
+    sum_dy, sum_dy_d, _ = _run_gradient_sums(dy, x, running_mean).sum(axis=1)
     zeros = np.zeros(channels, x.dtype)
-    _run_affine(dy, zeros, scale.astype(x.dtype), zeros, dx)
+    _run_affine(dy, zeros, (_ones_if_none(weight, x) * inv_std).astype(x.dtype), zeros, dx)
     return dx, (sum_dy_d * inv_std).astype(x.dtype), sum_dy.astype(x.dtype)

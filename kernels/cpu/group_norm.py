@@ -50,9 +50,10 @@ def _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, s
         for k in range(per_group):
             scale = r_t * weight[first_channel + k]
             offset = bias[first_channel + k]
-            base = k * spatial
-            for s in range(base, base + spatial):
-                out[s] = ((row[s] - shift) - centre_t) * scale + offset
+            plane = slice(k * spatial, (k + 1) * spatial)
+            plane_x, plane_y = row[plane], out[plane]
+            for s in range(spatial):  # from 0: lets LLVM drop negative-index checks
+                plane_y[s] = ((plane_x[s] - shift) - centre_t) * scale + offset
         mean[i] = shift + centre
         inv_std[i] = r
 
@@ -100,10 +101,11 @@ def _backward_sets(
             dweight_part[channel] += r * (channel_sum_dy_d[k] - correction * channel_sum_dy[k])
             dbias_part[channel] += channel_sum_dy[k]
             scale = r_t * weight[channel]
-            base = k * spatial
-            for s in range(base, base + spatial):
-                xhat = ((x_row[s] - mu) - correction_t) * r_t
-                dx_row[s] = scale * dy_row[s] - b - xhat * c
+            plane = slice(k * spatial, (k + 1) * spatial)
+            plane_x, plane_dy, plane_dx = x_row[plane], dy_row[plane], dx_row[plane]
+            for s in range(spatial):
+                xhat = ((plane_x[s] - mu) - correction_t) * r_t
+                plane_dx[s] = scale * plane_dy[s] - b - xhat * c
 
 
 @parallel_jit

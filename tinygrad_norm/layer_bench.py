@@ -1,0 +1,79 @@
+"""Forward + backward through the normalization layers, autograd included, against PyTorch.
+
+`tinygrad-norm bench` prints this after the kernel table of `python -m kernels.bench`: it is
+what a training step pays per layer at the shapes the examples use (the kernels alone are
+measured there; this adds validation, reshapes and the autograd graph).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from . import nn
+from .tensor import Tensor
+
+# (layer name, constructor args, input shape): the examples' MLP width and CNN feature maps
+LAYERS = [
+    ("BatchNorm1d", (128,), (64, 128)),
+    ("LayerNorm", (128,), (64, 128)),
+    ("RMSNorm", (128,), (64, 128)),
+    ("BatchNorm2d", (16,), (64, 16, 8, 8)),
+    ("GroupNorm", (4, 16), (64, 16, 8, 8)),
+    ("InstanceNorm2d", (16,), (64, 16, 8, 8)),
+]
+
+
+def _step_seconds(layer, make_input, upstream, repeat: int) -> float:
+    def step():
+        x = make_input()
+        layer(x).backward(upstream)
+
+    step()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def compare(repeat: int = 50) -> list[dict]:
+    """Median forward+backward time per layer, ours and PyTorch's, same threads."""
+    import numba
+    import torch
+
+    torch.set_num_threads(numba.get_num_threads())
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, args, shape in LAYERS:
+        x = rng.standard_normal(shape).astype(np.float32)
+        dy = rng.standard_normal(shape).astype(np.float32)
+        ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+        tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+        def ours_input(x=x):
+            return Tensor(x, requires_grad=True)
+
+        def theirs_input(tx=tx):
+            return tx.clone().requires_grad_()
+
+        ours_s = theirs_s = float("inf")
+        for _ in range(3):  # interleaved rounds; the best round's median of each
+            ours_s = min(ours_s, _step_seconds(ours, ours_input, dy, repeat))
+            theirs_s = min(theirs_s, _step_seconds(theirs, theirs_input, tdy, repeat))
+        rows.append(dict(layer=name, shape=list(shape), ours_us=ours_s * 1e6,
+                         torch_us=theirs_s * 1e6, speedup=theirs_s / ours_s))
+    return rows
+
+
+def main(repeat: int = 50) -> list[dict]:
+    rows = compare(repeat)
+    print(f"\n{'layer (forward+backward, autograd)':36s} {'shape':>12s} {'ours us':>9s} "
+          f"{'torch us':>9s} {'speedup':>8s}")
+    for r in rows:
+        shape = "x".join(str(s) for s in r["shape"])
+        print(f"{r['layer']:36s} {shape:>12s} {r['ours_us']:9.1f} {r['torch_us']:9.1f} "
+              f"{r['speedup']:7.2f}x")
+    return rows
