@@ -103,8 +103,8 @@ def group_norm_forward(
     Returns (y, mean, inv_std) with mean, inv_std of shape (N, num_groups).
     InstanceNorm is num_groups == C."""
     x = _as64(x)
-    batch, channels, _ = x.shape
-    sets = x.reshape(batch * num_groups, -1)
+    batch, channels, spatial = x.shape
+    sets = x.reshape(batch * num_groups, channels // num_groups * spatial)
     mean, inv_std = _moments(sets, eps)
     xhat = ((sets - mean[:, None]) * inv_std[:, None]).reshape(x.shape)
     weight = _ones_if_none(_as64(weight), channels)[:, None]

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kernels.cpu as cpu
 from kernels import reference
@@ -189,3 +191,40 @@ def test_small_and_just_parallel_calls_take_microseconds_not_milliseconds():
     assert _median_call_seconds(parallel_call) < 1e-3
     # a serial call right after a parallel region must not wait on spinning OpenMP threads
     assert _median_call_seconds(lambda: (parallel_call(), small_call())) < 1.5e-3
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(0, 6), groups=st.integers(1, 4), per_group=st.integers(1, 4),
+       spatial=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_every_kernel_matches_reference_on_random_shapes(batch, groups, per_group, spatial,
+                                                         seed):
+    """float64, so any disagreement is a bug, not rounding."""
+    shape = (batch, groups * per_group, spatial)
+    x, dy = _data(shape, np.float64, seed), _data(shape, np.float64, seed + 1, offset=0)
+    weight, bias = _params(shape[1], np.float64, True, seed + 2)
+    for name, args in [
+        ("group_norm_forward", (x, groups, weight, bias, EPS)),
+        ("batch_norm_forward_eval", (x, bias, weight * weight, weight, bias, EPS)),
+        ("batch_norm_backward_eval", (dy, x, bias, weight * weight, weight, EPS)),
+    ] + ([("batch_norm_forward_train", (x, weight, bias, EPS))] if x.size else []):
+        _assert_close(getattr(cpu, name)(*args), getattr(reference, name)(*args), np.float64,
+                      name)
+    rows, row_dy = x.reshape(batch, shape[1] * spatial), dy.reshape(batch, shape[1] * spatial)
+    row_weight = _params(rows.shape[1], np.float64, True, seed + 3)[0]
+    _, mean, inv_std = cpu.layer_norm_forward(rows, row_weight, None, EPS)
+    _assert_close(cpu.layer_norm_backward(row_dy, rows, mean, inv_std, row_weight),
+                  reference.layer_norm_backward(row_dy, rows, mean, inv_std, row_weight),
+                  np.float64, "layer_norm_backward")
+    _, inv_rms = cpu.rms_norm_forward(rows, row_weight, EPS)
+    _assert_close(cpu.rms_norm_backward(row_dy, rows, inv_rms, row_weight),
+                  reference.rms_norm_backward(row_dy, rows, inv_rms, row_weight), np.float64,
+                  "rms_norm_backward")
+    if x.size:
+        _, mean, inv_std = cpu.group_norm_forward(x, groups, weight, bias, EPS)
+        _assert_close(cpu.group_norm_backward(dy, x, mean, inv_std, groups, weight),
+                      reference.group_norm_backward(dy, x, mean, inv_std, groups, weight),
+                      np.float64, "group_norm_backward")
+        _, mean, inv_std, _ = cpu.batch_norm_forward_train(x, weight, bias, EPS)
+        _assert_close(cpu.batch_norm_backward(dy, x, mean, inv_std, weight),
+                      reference.batch_norm_backward(dy, x, mean, inv_std, weight), np.float64,
+                      "batch_norm_backward")

@@ -44,6 +44,10 @@ class Sequential(Module):
         names = list(self._modules)
         for name in names[index] if isinstance(index, slice) else [names[_index(index, len(self))]]:
             delattr(self, name)
+        # renumber "0", "1", ... as PyTorch does, so that a later append cannot reuse a name
+        modules = list(self._modules.values())
+        self._modules.clear()
+        self._modules.update((str(i), module) for i, module in enumerate(modules))
 
     def __len__(self) -> int:
         return len(self._modules)

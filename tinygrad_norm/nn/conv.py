@@ -63,8 +63,7 @@ class Conv2d(Module):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
         if self.padding != (0, 0):
-            text += f", padding={self.padding!r}" if isinstance(self.padding, str) \
-                else f", padding={self.padding}"
+            text += f", padding={self.padding}"  # 'same' unquoted, as PyTorch prints it
         if self.dilation != (1, 1):
             text += f", dilation={self.dilation}"
         if self.bias is None:

@@ -370,6 +370,8 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     _check_tensor(input)
     _check_reduction(reduction)
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, input.dtype))
+    if target.dtype.kind != "f":  # integer targets take the input's dtype, as in PyTorch
+        target = target.to(dtype=input.dtype)
     if target.shape != input.shape:
         try:
             np.broadcast_shapes(input.shape, target.shape)
