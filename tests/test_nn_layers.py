@@ -651,3 +651,11 @@ def test_mse_loss_with_integer_target_keeps_the_input_dtype():
         expected = TF.mse_loss(torch.ones(3, dtype=TORCH_DTYPES[dtype]), torch.tensor([1, 2, 4]))
         assert out.dtype == dtype
         np.testing.assert_allclose(out.item(), expected.item())
+
+
+def test_linear_refuses_mixed_dtypes_like_pytorch():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"linear: input, weight and bias must share one dtype"):
+        layer(tn.randn(4, 3, dtype=np.float64))
+    with pytest.raises(RuntimeError):
+        torch.nn.Linear(3, 2)(torch.randn(4, 3, dtype=torch.float64))

@@ -74,6 +74,11 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: expected input with last dim {weight.shape[-1]} (in_features), got input "
             f"of shape {input.shape}"
         )
+    dtypes = {t.dtype for t in (input, weight, bias) if t is not None}
+    if len(dtypes) != 1:  # PyTorch refuses too, rather than promoting silently
+        raise TypeError(f"linear: input, weight and bias must share one dtype, got "
+                        f"{sorted(str(d) for d in dtypes)} (use module.double() or "
+                        f"input.float())")
     out = input @ weight.T
     return out + bias if bias is not None else out
 
