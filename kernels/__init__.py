@@ -2,14 +2,36 @@
 (Numba), `kernels.cuda` (numba.cuda); same function names and signatures in each.
 
 Threading is configured here, before Numba's OpenMP runtime can start: libgomp's
-default (active) wait policy put a 1.5-8 ms floor under every parallel region on
-a 2-core machine, passive waiting brings it to microseconds. The layer is pinned
-to a thread-safe one (TBB or OpenMP, never 'workqueue') because the kernels may
-be called from several Python threads at once. Both are defaults only: an
+default wait policy spins, and on a busy 2-core machine that put a 1.5-8 ms floor
+under every parallel region; passive waiting brings it to microseconds. libgomp
+reads the policy once, when it is loaded, and processes share one libgomp: if
+another library (PyTorch, typically) loaded it first, setting the policy here is
+too late, so that case is reported with a warning. The layer is pinned to a
+thread-safe one (TBB or OpenMP, never 'workqueue') because the kernels may be
+called from several Python threads at once. Both are defaults only: an
 environment that sets them wins.
 """
 
 import os
+import warnings
 
+
+def _openmp_already_loaded() -> bool:
+    """Whether a libgomp that Numba would share (soname libgomp.so.1; wheels that vendor a
+    private, renamed copy don't count) is already in this process."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any(line.rsplit("/", 1)[-1].startswith("libgomp.so") for line in maps)
+    except OSError:  # not Linux: nothing to check
+        return False
+
+
+if "OMP_WAIT_POLICY" not in os.environ and _openmp_already_loaded():
+    warnings.warn(
+        "an OpenMP runtime was loaded (by PyTorch or another library) before tinygrad_norm "
+        "could set OMP_WAIT_POLICY=passive; on a busy machine its spinning threads can add "
+        "milliseconds to every parallel kernel call. Set OMP_WAIT_POLICY=passive in the "
+        "environment, or import tinygrad_norm before torch.",
+        RuntimeWarning, stacklevel=2)
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("NUMBA_THREADING_LAYER", "threadsafe")

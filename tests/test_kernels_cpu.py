@@ -228,3 +228,18 @@ def test_every_kernel_matches_reference_on_random_shapes(batch, groups, per_grou
         _assert_close(cpu.batch_norm_backward(dy, x, mean, inv_std, weight),
                       reference.batch_norm_backward(dy, x, mean, inv_std, weight), np.float64,
                       "batch_norm_backward")
+
+
+def test_openmp_loaded_before_the_kernels_is_reported():
+    """libgomp reads OMP_WAIT_POLICY when loaded; importing torch first makes our default
+    too late, which cost 8 ms per parallel call here under load: say so."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import torch, warnings; warnings.simplefilter('error'); import kernels"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode != 0 and "OMP_WAIT_POLICY=passive" in result.stderr
+    env["OMP_WAIT_POLICY"] = "passive"
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

@@ -17,6 +17,8 @@ import threading
 
 import numpy as np
 
+from .device import as_array
+
 _state = threading.local()
 
 
@@ -89,13 +91,28 @@ class Function:
         )
         ctx = Context(cls, args if needs_grad else ())
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        device = _common_device(cls, args, Tensor)
         out = cls.forward(ctx, *arrays, **kwargs)
-        device = next((a.device for a in args if isinstance(a, Tensor)), "cpu")
         result = Tensor._wrap(out, device=device)
         if needs_grad:
             result.requires_grad = True
             result._ctx = ctx
         return result
+
+
+def _common_device(function: type, args: tuple, tensor_type: type) -> str:
+    """The device of the Tensor arguments; mixing devices is an error, never a silent copy."""
+    device = None
+    for a in args:
+        if isinstance(a, tensor_type):
+            if device is None:
+                device = a.device
+            elif a.device != device:
+                raise RuntimeError(
+                    f"{function.__name__}: expected all tensors on the same device, got "
+                    f"{device} and {a.device}; move one with .to(device)"
+                )
+    return "cpu" if device is None else device
 
 
 def _topological_order(root) -> list:
@@ -144,7 +161,7 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
         if ctx is None:  # a leaf: accumulate like PyTorch
             grad = grad.astype(node.dtype, copy=False)
             if node.grad is None:
-                node.grad = Tensor._wrap(np.array(grad, copy=True), device=node.device)
+                node.grad = Tensor._wrap(grad.copy(), device=node.device)
             else:
                 node.grad.data = node.grad.data + grad
             continue
@@ -161,7 +178,7 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
         for parent, parent_grad in zip(ctx.parents, input_grads):
             if parent_grad is None or not getattr(parent, "requires_grad", False):
                 continue
-            parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape)
+            parent_grad = _unbroadcast(as_array(parent_grad), parent.shape)
             key = id(parent)
             grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
 

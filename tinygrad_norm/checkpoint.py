@@ -102,10 +102,15 @@ def load(path) -> dict:
     """Read a checkpoint written by save (or any pickle-free .npz) into a dict of arrays."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not a dict of arrays")
+        archive = np.load(path, allow_pickle=False)
+        # checked before `with`: a bare .npy loads as an ndarray, which is no context manager
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array, not a dict of arrays")
+        with archive:
             arrays = {key: archive[key] for key in archive.files}
+        for key, value in arrays.items():
+            if not isinstance(value, np.ndarray):  # NpzFile hands non-.npy members as bytes
+                raise ValueError(f"entry {key!r} is not a .npy array")
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:

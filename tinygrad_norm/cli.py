@@ -1,4 +1,4 @@
-"""The `tinygrad-norm` command: train, gradcheck, bench."""
+"""The `tinygrad-norm` command: train, train-cnn, ics, gradcheck, bench."""
 
 from __future__ import annotations
 
@@ -6,14 +6,41 @@ import argparse
 import sys
 
 
-def _train(args) -> int:
-    from .training import train_mlp
+def _example(run):
+    """The CLI handler of an example: its `run(args)` returns the results; the exit code is 0."""
+    def handler(args) -> int:
+        run(args)
+        return 0
+    return handler
 
-    print(f"training an MLP on digits with norm={args.norm} for {args.epochs} epochs")
-    history = train_mlp(norm=args.norm, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr, seed=args.seed)
-    print(f"final test accuracy: {history['test_accuracy'][-1]:.3f}")
-    return 0
+
+def _add_example_commands(sub) -> None:
+    """train, train-cnn and ics; without the examples extra they say what to install."""
+    try:
+        from .experiments import ics_demo, train_cnn, train_mlp
+    except ImportError as err:
+        absent = err.name
+
+        def missing(args) -> int:
+            sys.exit(f"tinygrad-norm {args.command} needs the examples extra ({absent} is "
+                     f"not installed): pip install 'tinygrad_norm[examples]'")
+
+        for name in ("train", "train-cnn", "ics"):
+            command = sub.add_parser(name, help="an example (needs tinygrad_norm[examples])")
+            command.add_argument("args", nargs=argparse.REMAINDER)
+            command.set_defaults(run=missing)
+        return
+    train = sub.add_parser("train", aliases=["train-mlp"],
+                           help="train an MLP on the bundled digits data (examples/train_mlp.py)")
+    train_mlp.add_arguments(train).set_defaults(run=_example(train_mlp.run))
+    cnn = sub.add_parser("train-cnn", help="train a small CNN on the digits images "
+                                           "(examples/train_cnn.py)")
+    train_cnn.add_arguments(cnn).set_defaults(run=_example(train_cnn.run))
+    ics = sub.add_parser("ics", help="the internal covariate shift demonstration, parts a-d "
+                                     "(examples/ics.py)",
+                         description=ics_demo.__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ics_demo.add_arguments(ics).set_defaults(run=_example(ics_demo.run))
 
 
 def _gradcheck(args) -> int:
@@ -73,13 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Normalization layers on hand-written Numba kernels: train, check, measure.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a small MLP on the bundled digits data")
-    train.add_argument("--norm", choices=["none", "batch", "layer", "rms"], default="batch")
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=0.1)
-    train.add_argument("--seed", type=int, default=0)
-    train.set_defaults(run=_train)
+    _add_example_commands(sub)
 
     check = sub.add_parser("gradcheck", help="gradcheck every normalization layer (float64)")
     check.add_argument("--seed", type=int, default=0)

@@ -17,11 +17,16 @@ from .autograd import Function
 
 
 def backend(device: str):
-    """The kernel module for a device: kernels.cpu today; kernels.cuda shares its names."""
+    """The kernel module for a device: kernels.cpu, or kernels.cuda (same names), which takes
+    the tensor's CuPy arrays (NumPy stand-ins under the CUDA simulator) without copies."""
     if device == "cpu":
         from kernels import cpu
 
         return cpu
+    if device == "cuda":
+        from kernels import cuda
+
+        return cuda
     raise RuntimeError(f"no normalization kernels for device {device!r}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Function
+from .device import as_array, to_device
 
 # ---------------------------------------------------------------- elementwise, two inputs
 
@@ -205,7 +206,7 @@ class Clamp(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved_tensors
         low, high = ctx.bounds
-        inside = np.ones(a.shape, dtype=bool)
+        inside = np.ones_like(a, dtype=bool)
         if low is not None:
             inside &= a >= low
         if high is not None:
@@ -253,7 +254,7 @@ class Sum(Function):
         ctx.input_shape = a.shape
         ctx.dim = dim
         ctx.keepdim = keepdim
-        return np.asarray(a.sum(axis=dim, keepdims=keepdim))
+        return as_array(a.sum(axis=dim, keepdims=keepdim))
 
     @staticmethod
     def backward(ctx, grad):
@@ -275,7 +276,7 @@ class Max(Function):
         ctx.dim = dim
         ctx.keepdim = keepdim
         if dim is None:
-            out = np.asarray(a.max())
+            out = as_array(a.max())
             ctx.mask = a == out
         else:
             ctx.indices = np.argmax(a, axis=dim)
@@ -290,7 +291,7 @@ class Max(Function):
             return (ctx.mask * (grad / ctx.mask.sum()),)
         if not ctx.keepdim:
             grad = np.expand_dims(grad, ctx.dim)
-        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        out = np.zeros_like(grad, shape=ctx.input_shape)  # zeros_like: on grad's device
         np.put_along_axis(out, np.expand_dims(ctx.indices, ctx.dim), grad, ctx.dim)
         return (out,)
 
@@ -345,6 +346,19 @@ class Contiguous(Function):
         return (grad,)
 
 
+class ToDevice(Function):
+    """A copy to another device; the gradient is copied back (Tensor.to sets the device)."""
+
+    @staticmethod
+    def forward(ctx, a, device, source_device):
+        ctx.source_device = source_device
+        return to_device(a, device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (to_device(grad, ctx.source_device),)
+
+
 class Cast(Function):
     @staticmethod
     def forward(ctx, a, dtype):
@@ -371,11 +385,11 @@ class GetItem(Function):
     def forward(ctx, a, index):
         ctx.input_shape = a.shape
         ctx.index = index
-        return np.asarray(a[index])
+        return as_array(a[index])
 
     @staticmethod
     def backward(ctx, grad):
-        out = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        out = np.zeros_like(grad, shape=ctx.input_shape)
         np.add.at(out, ctx.index, grad)  # repeated integer indices accumulate
         return (out,)
 

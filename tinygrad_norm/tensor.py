@@ -9,24 +9,13 @@ import numpy as np
 
 from . import ops
 from .autograd import is_grad_enabled, run_backward
+from .device import array_module, as_array, is_device_array, to_device, to_host
+from .device import normalize_device as _normalize_device
 from .random import generator
 
 DEFAULT_DTYPE = np.float32
-DEVICES = ("cpu",)
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
-
-
-def _normalize_device(device) -> str:
-    name = "cpu" if device is None else str(device)
-    if name.split(":")[0] == "cuda":
-        raise RuntimeError(
-            "device 'cuda' is not available in this build: GPU tensors are not implemented yet; "
-            "use device='cpu'"
-        )
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
-    return name
 
 
 def _as_dtype(dtype) -> np.dtype:
@@ -45,13 +34,22 @@ class Tensor:
 
     `Tensor(data)` wraps a NumPy array without copying when it is already a float array;
     Python lists of floats become float32 (the default dtype), lists of ints become int64.
+    `device=` None keeps the device of `data` (a Tensor's, or "cuda" for a CuPy array);
+    naming another device copies the data there.
     """
 
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False) -> None:
+        source = "cpu"
         if isinstance(data, Tensor):
-            data = data.data
+            source, data = data.device, data.data
+        elif is_device_array(data):
+            source = "cuda"
+        target = source if device is None else _normalize_device(device)
+        if source != "cpu" or target != "cpu":
+            self._init_on_device(data, dtype, source, target, requires_grad)
+            return
         if dtype is not None:
             array = np.asarray(data, dtype=np.dtype(dtype))
         elif isinstance(data, np.ndarray) or np.isscalar(data) and isinstance(data, np.generic):
@@ -65,8 +63,24 @@ class Tensor:
         if array.dtype.kind not in "fiub":
             raise TypeError(f"Tensor data must be numeric or bool, got dtype {array.dtype}")
         self.data: np.ndarray = array
-        self.device: str = _normalize_device(device)
+        self.device: str = "cpu"
         self.grad: Tensor | None = None
+        self._ctx = None
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    def _init_on_device(self, data, dtype, source: str, target: str, requires_grad: bool) -> None:
+        """The constructor when either side is a GPU: host data takes the CPU rules above
+        and is then copied; device data is wrapped (or copied to the host for "cpu")."""
+        if source == "cpu":
+            data = Tensor(data, dtype=dtype).data
+            dtype = None
+        array = data if source == target else to_device(data, target)
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            array = array.astype(dtype)
+        self.data = array
+        self.device = target
+        self.grad = None
         self._ctx = None
         self._requires_grad = False
         self.requires_grad = requires_grad
@@ -75,7 +89,7 @@ class Tensor:
     def _wrap(cls, array, device: str = "cpu") -> "Tensor":
         """Internal constructor: take an op's output as it is, no checks or copies."""
         t = cls.__new__(cls)
-        t.data = np.asarray(array)
+        t.data = as_array(array)
         t.device = device
         t.grad = None
         t._ctx = None
@@ -132,7 +146,9 @@ class Tensor:
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({np.array2string(self.data, separator=', ')}, dtype={self.dtype}{grad})"
+        device = "" if self.device == "cpu" else f", device='{self.device}'"
+        values = np.array2string(to_host(self.data), separator=", ")
+        return f"Tensor({values}, dtype={self.dtype}{device}{grad})"
 
     # ------------------------------------------------------------------ autograd
 
@@ -148,9 +164,12 @@ class Tensor:
                     f"grad can be implicitly created only for scalar outputs; this output has "
                     f"shape {self.shape}: pass backward(gradient) with a tensor of that shape"
                 )
-            gradient = np.ones(self.shape, dtype=self.dtype)
+            gradient = array_module(self.device).ones(self.shape, dtype=self.dtype)
         else:
-            gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient)
+            if isinstance(gradient, Tensor):
+                _check_same_device(self, gradient, "backward(gradient)")
+                gradient = gradient.data
+            gradient = as_array(gradient)
             if gradient.shape != self.shape:
                 raise RuntimeError(
                     f"gradient has shape {gradient.shape}, expected the output's shape {self.shape}"
@@ -162,6 +181,11 @@ class Tensor:
         return Tensor._wrap(self.data, device=self.device)
 
     def numpy(self) -> np.ndarray:
+        if self.device != "cpu":
+            raise TypeError(
+                f"can't convert a {self.device} tensor to numpy: use tensor.cpu() to copy it "
+                "to host memory first"
+            )
         if self.requires_grad:
             raise RuntimeError(
                 "Can't call numpy() on a Tensor that requires grad. Use tensor.detach().numpy()"
@@ -179,6 +203,11 @@ class Tensor:
         return self.data.reshape(()).item()
 
     def __array__(self, dtype=None, copy=None):
+        if self.device != "cpu":
+            raise TypeError(
+                f"can't convert a {self.device} tensor to a NumPy array implicitly: use "
+                "tensor.cpu() to copy it to host memory first"
+            )
         return self.data if dtype is None else self.data.astype(dtype)
 
     # ------------------------------------------------------------------ dtype and device
@@ -186,15 +215,20 @@ class Tensor:
     def to(self, device=None, dtype=None) -> "Tensor":
         """Return a tensor on `device` with `dtype`; self when nothing changes (like PyTorch).
 
-        A dtype change is differentiable: the gradient is cast back to the source dtype.
+        Both changes are differentiable: the gradient goes back to the source device and is
+        cast back to the source dtype. A device change always copies.
         """
         if isinstance(device, (type, np.dtype)):  # t.to(np.float64)
             device, dtype = None, device
+        result = self
         if device is not None:
-            _normalize_device(device)  # only "cpu" exists; anything else is a clear error
-        if dtype is None or np.dtype(dtype) == self.dtype:
-            return self
-        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+            target = _normalize_device(device)
+            if target != self.device:
+                result = ops.ToDevice.apply(self, device=target, source_device=self.device)
+                result.device = target
+        if dtype is None or np.dtype(dtype) == result.dtype:
+            return result
+        return ops.Cast.apply(result, dtype=np.dtype(dtype))
 
     def double(self) -> "Tensor":
         return self.to(dtype=np.float64)
@@ -207,6 +241,13 @@ class Tensor:
 
     def cpu(self) -> "Tensor":
         return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device == "cuda"
 
     def clone(self) -> "Tensor":
         return self * 1 if self.requires_grad else Tensor._wrap(self.data.copy(), self.device)
@@ -222,9 +263,16 @@ class Tensor:
     def _operand(self, other) -> "Tensor":
         if isinstance(other, Tensor):
             return other
-        array = np.asarray(other)
+        array = as_array(other)
         if array.dtype.kind == "f" or (array.ndim == 0 and self.dtype.kind == "f"):
             array = array.astype(self.dtype)  # Python scalars keep our dtype, as in PyTorch
+        if self.device != "cpu" and not is_device_array(array):
+            if array.ndim:
+                raise RuntimeError(
+                    f"expected a tensor on {self.device} or a Python number, got a host array "
+                    f"of shape {array.shape}: move it with Tensor(array, device='cuda') first"
+                )
+            array = array[()]  # a NumPy scalar: CuPy broadcasts it without a host array
         return Tensor._wrap(array, device=self.device)
 
     def __add__(self, other):
@@ -292,6 +340,8 @@ class Tensor:
 
     # comparisons: plain bool tensors, never part of the graph
     def _compare(self, other, op) -> "Tensor":
+        if isinstance(other, Tensor):
+            _check_same_device(self, other, op.__name__)
         other = other.data if isinstance(other, Tensor) else other
         return Tensor._wrap(op(self.data, other), device=self.device)
 
@@ -379,7 +429,7 @@ class Tensor:
             return ops.Max.apply(self)
         dim = _check_dim(dim, self.ndim)
         values = ops.Max.apply(self, dim=dim, keepdim=keepdim)
-        indices = np.argmax(self.data, axis=dim)
+        indices = as_array(np.argmax(self.data, axis=dim))
         if keepdim:
             indices = np.expand_dims(indices, dim)
         return MaxResult(values, Tensor._wrap(indices, device=self.device))
@@ -392,7 +442,7 @@ class Tensor:
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> "Tensor":
         if dim is None:
-            return Tensor._wrap(np.asarray(np.argmax(self.data)), device=self.device)
+            return Tensor._wrap(np.argmax(self.data), device=self.device)
         return self.max(dim, keepdim).indices
 
     # ------------------------------------------------------------------ movement
@@ -487,6 +537,14 @@ class Tensor:
 # ---------------------------------------------------------------------- helpers
 
 
+def _check_same_device(a: Tensor, b: Tensor, what: str) -> None:
+    if a.device != b.device:
+        raise RuntimeError(
+            f"{what}: expected all tensors on the same device, got {a.device} and {b.device}; "
+            "move one with .to(device)"
+        )
+
+
 def _check_dim(dim: int, ndim: int) -> int:
     rank = max(ndim, 1)
     if not -rank <= dim < rank:
@@ -534,7 +592,7 @@ def _index_arrays(index):
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor that owns a copy of `data` (like torch.tensor)."""
     result = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
-    result.data = np.array(result.data, copy=True)
+    result.data = result.data.copy()
     return result
 
 

@@ -2,13 +2,15 @@
 
 Same names and signatures as `kernels.reference` and `kernels.cuda`. Kernels are
 compiled lazily on first use for the dtype they see and cached on disk
-(`cache=True`); when the package directory is read-only Numba stores the cache
-in its user-wide directory (NUMBA_CACHE_DIR or ~/.cache), so import never fails.
+(`cache=True`); kernels/numba_cache.py decides where (NUMBA_CACHE_DIR, the package,
+~/.cache, else a temp dir: a read-only install never fails) and invalidates a cached
+kernel when any source file of its directory changes.
 """
 
 import numba
 
 import kernels  # noqa: F401  (sets the OpenMP wait policy and threading layer first)
+from kernels import numba_cache  # noqa: F401  (installs the cache locators before any @njit)
 from kernels.cpu.batch_norm import (
     batch_norm_backward,
     batch_norm_backward_eval,

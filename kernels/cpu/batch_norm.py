@@ -120,26 +120,31 @@ def _gradient_sums_parallel(dy, x, centre, sum_dy_part, sum_dy_d_part, sum_d_par
 
 
 @jit
-def _input_gradient(dy, x, centre, dy_scale, x_scale, offset, dx, start, stop):
-    """dx[i, c] = dy·dy_scale[c] - (x - centre[c])·x_scale[c] - offset[c]."""
+def _input_gradient(dy, x, centre, inv_std, dy_scale, x_scale, offset, dx, start, stop):
+    """dx[i, c] = dy·dy_scale[c] - ((x - centre[c])·inv_std[c])·x_scale[c] - offset[c].
+
+    xhat·x_scale rather than d·(inv_std·x_scale): the product of two inverse stds underflows
+    float32 once |x| passes ~1e19 (the xhat term of dx vanished: 1% off at |x| ~ 1e37)."""
     for i in range(start, stop):
         if x.shape[2] == 1:
             for c in range(x.shape[1]):
-                dx[i, c, 0] = (dy[i, c, 0] * dy_scale[c] - (x[i, c, 0] - centre[c]) * x_scale[c]
+                dx[i, c, 0] = (dy[i, c, 0] * dy_scale[c]
+                               - ((x[i, c, 0] - centre[c]) * inv_std[c]) * x_scale[c]
                                - offset[c])
             continue
         for c in range(x.shape[1]):
             plane, grad, out = x[i, c], dy[i, c], dx[i, c]
-            mu, a, k, b = centre[c], dy_scale[c], x_scale[c], offset[c]
+            mu, r, a, k, b = centre[c], inv_std[c], dy_scale[c], x_scale[c], offset[c]
             for s in range(plane.size):
-                out[s] = grad[s] * a - (plane[s] - mu) * k - b
+                out[s] = grad[s] * a - ((plane[s] - mu) * r) * k - b
 
 
 @parallel_jit
-def _input_gradient_parallel(dy, x, centre, dy_scale, x_scale, offset, dx, num_chunks):
+def _input_gradient_parallel(dy, x, centre, inv_std, dy_scale, x_scale, offset, dx,
+                             num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
-        _input_gradient(dy, x, centre, dy_scale, x_scale, offset, dx, start, stop)
+        _input_gradient(dy, x, centre, inv_std, dy_scale, x_scale, offset, dx, start, stop)
 
 
 @jit
@@ -165,7 +170,7 @@ def _finish_statistics(parts, shift, n, weight, bias, eps, mean, inv_std, var, s
 @jit
 def _finish_gradient(parts, n, inv_std, weight, dweight, dbias, dy_scale, x_scale, offset):
     """From the partial (sum dy, sum dy·d, sum d) rows, d = x - saved mean: dweight,
-    dbias and the per-channel coefficients of dx = dy·dy_scale - d·x_scale - offset.
+    dbias and the per-channel coefficients of dx = dy·dy_scale - xhat·x_scale - offset.
     mean(d) measures the rounding of the saved mean (0 for an exact one)."""
     channels = inv_std.size
     sums = np.empty((3, channels))
@@ -176,12 +181,12 @@ def _finish_gradient(parts, n, inv_std, weight, dweight, dbias, dy_scale, x_scal
         r = np.float64(inv_std[c])
         dweight_c = r * (sum_dy_d - correction * sum_dy)
         a = r * weight[c]
-        k = a * r * dweight_c / n
+        k = a * dweight_c / n
         dweight[c] = dweight_c
         dbias[c] = sum_dy
         dy_scale[c] = a
         x_scale[c] = k
-        offset[c] = a * sum_dy / n - k * correction
+        offset[c] = a * sum_dy / n - k * r * correction
 
 
 def _num_chunks(x: np.ndarray) -> int:
@@ -214,11 +219,10 @@ def _check_channel_input(x: np.ndarray, weight: np.ndarray | None) -> None:
 
 def _check_running_stats(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray) -> None:
     why = "one per channel, x.shape[1]"
-    # required, unlike weight and bias: check_vector alone would let None reach the kernel
-    validation.check_array("running_mean", running_mean, 1, x.dtype)
-    validation.check_array("running_var", running_var, 1, x.dtype)
-    validation.check_vector("running_mean", running_mean, x.shape[1], x.dtype, why)
-    validation.check_vector("running_var", running_var, x.shape[1], x.dtype, why)
+    validation.check_vector("running_mean", running_mean, x.shape[1], x.dtype, why,
+                            optional=False)
+    validation.check_vector("running_var", running_var, x.shape[1], x.dtype, why,
+                            optional=False)
 
 
 def _ones_if_none(weight: np.ndarray | None, like: np.ndarray) -> np.ndarray:
@@ -246,7 +250,9 @@ def batch_norm_forward_train(
     if x.size == 0:
         stats = np.full(channels, np.nan, x.dtype)
         return y, stats, stats.copy(), stats.copy()
-    shift = x[0, :, 0].copy()
+    first = x[0, :, 0]
+    # an infinite first element would turn every d into NaN: the mean must stay ±inf
+    shift = np.where(np.isfinite(first), first, 0).astype(x.dtype)
     num_chunks = _num_chunks(x)
     parts = np.zeros((2, num_chunks, channels))
     if num_chunks > 1:
@@ -296,8 +302,9 @@ def batch_norm_backward(
     _check_channel_input(x, weight)
     batch, channels, spatial = x.shape
     validation.check_like("dy", dy, x, "x")
-    validation.check_vector("mean", mean, channels, x.dtype, "one per channel, x.shape[1]")
-    validation.check_vector("inv_std", inv_std, channels, x.dtype, "one per channel, x.shape[1]")
+    why = "one per channel, x.shape[1]"
+    validation.check_vector("mean", mean, channels, x.dtype, why, optional=False)
+    validation.check_vector("inv_std", inv_std, channels, x.dtype, why, optional=False)
     dx = np.empty_like(x)
     if x.size == 0:
         return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
@@ -307,9 +314,10 @@ def batch_norm_backward(
                      dy_scale, x_scale, offset)
     num_chunks = _num_chunks(x)
     if num_chunks > 1:
-        _input_gradient_parallel(dy, x, mean, dy_scale, x_scale, offset, dx, num_chunks)
+        _input_gradient_parallel(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx,
+                                 num_chunks)
     else:
-        _input_gradient(dy, x, mean, dy_scale, x_scale, offset, dx, 0, batch)
+        _input_gradient(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx, 0, batch)
     return dx, dweight, dbias
 
 

@@ -127,8 +127,8 @@ def layer_norm_backward(
     validation.check_array("x", x, 2)
     rows, cols = x.shape
     validation.check_like("dy", dy, x, "x")
-    validation.check_vector("mean", mean, rows, x.dtype, "one per row of x")
-    validation.check_vector("inv_std", inv_std, rows, x.dtype, "one per row of x")
+    validation.check_vector("mean", mean, rows, x.dtype, "one per row of x", optional=False)
+    validation.check_vector("inv_std", inv_std, rows, x.dtype, "one per row of x", optional=False)
     validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     dx = np.empty_like(x)
     dweight = np.zeros(cols, x.dtype)

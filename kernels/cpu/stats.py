@@ -66,7 +66,8 @@ def shifted_moments(values, eps):
     even when |mean| >> std; inv_std = 1/sqrt(var + eps), var biased.
     """
     n = values.size
-    shift = values[0]
+    # an infinite first element would turn every d into NaN: the mean must stay ±inf
+    shift = values[0] if np.isfinite(values[0]) else values.dtype.type(0)
     total = 0.0
     for i in range(n):
         total += np.float64(values[i] - shift)

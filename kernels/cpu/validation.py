@@ -45,9 +45,11 @@ def check_like(name: str, array: np.ndarray, like: np.ndarray, like_name: str) -
     check_shape(name, array, like.shape, f"the shape of {like_name}")
 
 
-def check_vector(name: str, array: np.ndarray | None, size: int, dtype: np.dtype, why: str) -> None:
-    """A per-column or per-channel vector of length `size`; None is accepted."""
-    if array is None:
+def check_vector(name: str, array: np.ndarray | None, size: int, dtype: np.dtype, why: str,
+                 optional: bool = True) -> None:
+    """A per-column or per-channel vector of length `size`; None is accepted when `optional`
+    (weight, bias) and refused otherwise (statistics, running estimates)."""
+    if array is None and optional:
         return
     check_array(name, array, 1, dtype)
     check_shape(name, array, (size,), why)

@@ -320,11 +320,13 @@ def _weighted_nll(log_probs: Tensor, labels: np.ndarray, weight: Tensor | None,
     class_weight = np.ones(classes, log_probs.dtype) if weight is None else weight.data
     sample_weight = (class_weight[safe] * valid).astype(log_probs.dtype)
     picked = log_probs[np.arange(rows), safe]
-    loss = -(picked * Tensor._wrap(sample_weight))
+    loss = -(picked * Tensor._wrap(sample_weight, log_probs.device))
     if label_smoothing > 0.0:
         # PyTorch: (1 - eps) * nll + eps * mean over classes of the weighted -log p
-        class_w = Tensor._wrap(np.asarray(class_weight, dtype=log_probs.dtype))
-        smooth = -(log_probs * class_w).sum(dim=1) * Tensor._wrap(valid.astype(log_probs.dtype))
+        class_w = Tensor._wrap(np.asarray(class_weight, dtype=log_probs.dtype),
+                                 log_probs.device)
+        smooth = -(log_probs * class_w).sum(dim=1) * Tensor._wrap(
+            valid.astype(log_probs.dtype), log_probs.device)
         loss = loss * (1.0 - label_smoothing) + smooth * (label_smoothing / classes)
     if reduction == "none":
         return loss.reshape(out_shape)

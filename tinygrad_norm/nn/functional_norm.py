@@ -122,6 +122,14 @@ def _running_buffer(buffer, channels: int, input: Tensor, what: str, name: str):
     if buffer is None:
         return None
     array = buffer.data if isinstance(buffer, Tensor) else buffer
+    if not isinstance(array, np.ndarray):  # updated in place: a copy would lose the update
+        raise TypeError(f"{name}: {what} must be a Tensor or numpy array, got "
+                        f"{type(buffer).__name__}")
+    if array.dtype != input.dtype:  # PyTorch: "mixed dtype (CPU): expect parameter to have..."
+        raise TypeError(
+            f"{name}: input dtype {input.dtype} does not match {what} dtype {array.dtype}; "
+            f"convert one of them (module.double() / module.float() or input.to(dtype))"
+        )
     if array.shape != (channels,):
         raise RuntimeError(
             f"{name}: {what} has shape {_size_text(array.shape)} but the input has "
@@ -202,8 +210,9 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
             f"{_size_text(input.shape)}"
         )
     stats: list = []
-    out = norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=channels, eps=eps,
-                                           device=input.device, stats_out=stats)
+    # one group per channel; zero channels is an empty input, not "num_groups must be positive"
+    out = norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=max(channels, 1),
+                                           eps=eps, device=input.device, stats_out=stats)
     if running_mean is not None and input.shape[0] > 0 and spatial > 1:
         mean = stats[0].astype(np.float64)
         # the variance from the data: 1/inv_std^2 - eps cancels when eps >> var (float32,

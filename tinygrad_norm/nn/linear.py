@@ -14,7 +14,8 @@ from .parameter import Parameter
 
 
 def empty_parameter(shape: tuple, device, dtype) -> Parameter:
-    """An uninitialised Parameter on `device` (only "cpu" exists) with `dtype` (float32 default)."""
+    """An uninitialised CPU Parameter with `dtype` (float32 default); `device` is checked here
+    and applied by the module once its parameters are initialized."""
     _normalize_device(device)
     return Parameter(np.empty(shape, dtype=_as_dtype(dtype)))
 
@@ -47,6 +48,8 @@ class Linear(Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+        if device is not None:
+            self.to(device)  # initialized from the host generator, then moved
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import to_device, to_host
 from ..tensor import Tensor, _normalize_device
 from .parameter import Parameter
 
@@ -280,16 +281,17 @@ class Module:
     # ------------------------------------------------------------------ dtype and device
 
     def to(self, device=None, dtype=None) -> Module:
-        """Cast floating-point parameters and buffers to `dtype`, in place; return self.
+        """Move parameters and buffers to `device` and cast the floating-point ones to
+        `dtype`, in place; return self.
 
-        Each Parameter keeps its identity (only its `.data` is replaced), so optimizers built
-        before the cast still see the module's parameters. Integer buffers (e.g.
-        num_batches_tracked) keep their dtype, as in PyTorch. `to(np.float64)` also works.
+        Each Parameter keeps its identity (only its `.data` and `.device` are replaced), so
+        optimizers built before the move still see the module's parameters. Integer buffers
+        (e.g. num_batches_tracked) keep their dtype, as in PyTorch. `to(np.float64)` works.
         """
         if isinstance(device, (type, np.dtype)):
             device, dtype = None, device
         if device is not None:
-            _normalize_device(device)  # only "cpu" exists: anything else is a clear error
+            self._move_to(_normalize_device(device))
         if dtype is None:
             return self
         dtype = np.dtype(dtype)
@@ -309,7 +311,20 @@ class Module:
         return self.to(dtype=np.float32)
 
     def cpu(self) -> Module:
-        return self
+        return self.to("cpu")
+
+    def cuda(self) -> Module:
+        return self.to("cuda")
+
+    def _move_to(self, device: str) -> None:
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if tensor.device == device:
+                continue
+            tensor.data = to_device(tensor.data, device)
+            tensor.device = device
+            if tensor.grad is not None:
+                tensor.grad.data = to_device(tensor.grad.data, device)
+                tensor.grad.device = device
 
     # ------------------------------------------------------------------ state dict
 
@@ -330,7 +345,7 @@ class Module:
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and persistent buffer as NumPy arrays, PyTorch's keys."""
         tensors = self._state_tensors()
-        return OrderedDict((key, np.array(t.data, copy=True)) for key, t in tensors.items())
+        return OrderedDict((key, to_device(t.data, "cpu")) for key, t in tensors.items())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into the existing parameters and buffers, in place, cast to their dtype.
@@ -372,7 +387,9 @@ class Module:
                 + "\n\t".join(errors)
             )
         for tensor, cast in updates:
-            if tensor.data.flags.writeable:
+            if tensor.device != "cpu":  # values from any device, copied explicitly
+                tensor.data[...] = to_device(to_host(cast), tensor.device)
+            elif tensor.data.flags.writeable:
                 np.copyto(tensor.data, cast)
             else:  # e.g. a broadcast view assigned by the user: replace rather than write
                 tensor.data = cast.copy()

@@ -33,7 +33,7 @@ class SGD(Optimizer):
         momentum = group["momentum"]
         if momentum:
             if "momentum_buffer" not in state:
-                state["momentum_buffer"] = np.array(g, copy=True)
+                state["momentum_buffer"] = g.copy()  # .copy(): also a CuPy array's own method
             else:
                 buf = state["momentum_buffer"]
                 buf *= momentum

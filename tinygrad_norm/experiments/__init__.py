@@ -1,0 +1,1 @@
+"""The experiments behind examples/ and the `tinygrad-norm` train, train-cnn and ics commands."""

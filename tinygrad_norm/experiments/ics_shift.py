@@ -1,0 +1,83 @@
+"""ICS part (d): internal covariate shift itself, measured per layer while the digits MLP
+(3 hidden layers of 100 ReLU units) trains, with no normalization, BatchNorm and LayerNorm.
+
+Every `measure_every` steps, on a fixed batch of training images, `tinygrad_norm.ics.
+covariate_shift` lets the layers before each Linear take one SGD step and reports how far that
+Linear's input moved (change of each input unit's mean, in units of its std) and how much its
+gradient changed, ||G' - G|| / ||G|| (Santurkar et al., 2018). The first Linear reads the data,
+which never moves, so the table starts at the second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import nn
+from ..ics import covariate_shift
+from ..tensor import Tensor
+from .classify import build_trainer
+from .models import make_mlp
+from .results import figure, format_table, save_figure
+
+NORMS = ("none", "batch", "layer")
+MEASURES = ("input_shift", "grad_change")
+
+
+def train_and_measure(norm: str, epochs: int, measure_every: int, lr: float, seed: int,
+                      progress: bool) -> dict:
+    config = {"name": f"mlp {norm} (ICS)", "norm": norm, "batch_size": 64, "lr": lr,
+              "seed": seed}
+    trainer = build_trainer(lambda: make_mlp(norm, 100, 3), config, images=False)
+    x, y = trainer.loader.dataset[np.arange(256)]
+    batch = Tensor(np.ascontiguousarray(x)), Tensor(np.ascontiguousarray(y))
+    loss_fn = nn.CrossEntropyLoss()
+    trace: dict = {"step": [], **{m: [] for m in MEASURES}}
+
+    def measure(step: int) -> None:
+        if step % measure_every:
+            return
+        # skip the first Linear: its input is the data, which no step moves
+        shifts = covariate_shift(trainer.model, loss_fn, *batch, lr)[1:]
+        trace["step"].append(step)
+        for m in MEASURES:
+            trace[m].append([s[m] for s in shifts])
+
+    measure(0)
+    history = trainer.fit(epochs, progress=progress, log=lambda line: None, on_step=measure)
+    trace["test_accuracy"] = history["test_accuracy"][-1]
+    return trace
+
+
+def run(out: Path, epochs: int = 4, measure_every: int = 5, lr: float = 0.05, seed: int = 0,
+        progress: bool = True) -> dict:
+    print(f"\n(d) ICS per layer while training the 3 x 100 ReLU MLP, {epochs} epochs, measured "
+          f"every {measure_every} steps on 256 training images (Santurkar et al. 2018)")
+    traces = {norm: train_and_measure(norm, epochs, measure_every, lr, seed, progress)
+              for norm in NORMS}
+    layers = [f"Linear {k}" for k in range(2, 2 + len(traces["none"]["input_shift"][0]))]
+    means = {norm: {m: np.mean(t[m], axis=0).tolist() for m in MEASURES}
+             for norm, t in traces.items()}
+    rows = [[norm, layer, means[norm]["input_shift"][i], means[norm]["grad_change"][i]]
+            for norm in NORMS for i, layer in enumerate(layers)]
+    print(format_table(["norm", "layer", "input shift (std units)", "gradient change"], rows))
+    print(format_table(["norm", "final test accuracy"],
+                       [[norm, t["test_accuracy"]] for norm, t in traces.items()]))
+
+    fig, axes = figure(1, 3, width=3.6, height=3.2)
+    for norm, trace in traces.items():
+        axes[0, 0].plot(trace["step"], np.array(trace["input_shift"])[:, -1], label=norm)
+    axes[0, 0].set(xlabel="training step", ylabel="input shift (std units)", yscale="log",
+                   title=f"input of {layers[-1]}")
+    axes[0, 0].legend(fontsize=8)
+    width = 0.8 / len(NORMS)
+    for ax, m, label in ((axes[0, 1], "input_shift", "mean input shift"),
+                         (axes[0, 2], "grad_change", "mean ||G'-G|| / ||G||")):
+        for k, norm in enumerate(NORMS):
+            ax.bar(np.arange(len(layers)) + k * width, means[norm][m], width, label=norm)
+        ax.set_xticks(np.arange(len(layers)) + width, layers)
+        ax.set(ylabel=label, yscale="log", title=label)
+    save_figure(fig, out / "shift.png")
+    return {"epochs": epochs, "measure_every": measure_every, "lr": lr, "layers": layers,
+            "mean": means, "traces": traces}
