@@ -350,17 +350,24 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         torch_version = None
         print("PyTorch is not installed: its columns are empty (pip install torch==2.13.0)")
+    policy = os.environ.get("OMP_WAIT_POLICY", "")
     print(f"{numba.get_num_threads()} threads, numba {numba.__version__}, torch "
-          f"{torch_version}, float32, median of {args.repeat}\n")
+          f"{torch_version}, float32, median of {args.repeat}, OMP_WAIT_POLICY={policy}\n")
+    if policy.lower() == "passive":
+        print("note: PyTorch shares this process's OpenMP runtime, and passive waiting (our\n"
+              "default, safe on a busy machine) makes its small multi-threaded calls several\n"
+              "times slower; on a quiet machine OMP_WAIT_POLICY=active compares like with like\n")
     rng = np.random.default_rng(0)
     rows = []
+    copy_by_size: dict[int, float] = {}  # one copy measurement per working-set size
     for size in args.sizes.split(","):
         if size not in ("small", "large"):
             parser.error(f"--sizes takes 'small' and/or 'large', got {size!r}")
         for case in cases(size, rng):
-            nbytes = int(np.prod(case.shape)) * 4
-            copy = copy_gbps(max(nbytes, 1 << 20), args.repeat)
-            rows += run_case(case, args.repeat, copy)
+            nbytes = max(int(np.prod(case.shape)) * 4, 1 << 20)
+            if nbytes not in copy_by_size:
+                copy_by_size[nbytes] = copy_gbps(nbytes, 3 * args.repeat)
+            rows += run_case(case, args.repeat, copy_by_size[nbytes])
             del case
     print_table(rows)
     print(f"\nnumba threading layer: {numba.threading_layer()}")

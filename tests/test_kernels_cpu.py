@@ -243,3 +243,30 @@ def test_openmp_loaded_before_the_kernels_is_reported():
     assert result.returncode != 0 and "OMP_WAIT_POLICY=passive" in result.stderr
     env["OMP_WAIT_POLICY"] = "passive"
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_output_buffers_are_reused_only_after_every_reference_is_gone():
+    from kernels.cpu import buffers
+
+    x = np.zeros((512, 1024), np.float32)  # 2 MB: pooled
+    first = buffers.empty_like(x)
+    first_address = first.__array_interface__["data"][0]
+    assert buffers.empty_like(x) is not first  # still referenced: never handed out twice
+    view = first[::2]
+    del first
+    held = buffers.empty_like(x)
+    assert not np.shares_memory(held, view)  # a view keeps its base busy
+    del view, held
+    again = buffers.empty_like(x)
+    assert again.__array_interface__["data"][0] == first_address  # released: recycled
+    assert buffers.empty_like(np.zeros(10)).base is None  # small arrays are not pooled
+    assert buffers._pool_bytes <= buffers.MAX_POOL_BYTES
+
+
+def test_kernel_outputs_held_by_the_caller_are_never_overwritten():
+    x = _data((300, 1024), np.float32)  # 1.2 MB: pooled outputs
+    y1 = cpu.layer_norm_forward(x, None, None, EPS)[0]
+    expected = y1.copy()
+    for _ in range(3):
+        cpu.layer_norm_forward(-x, None, None, EPS)
+    np.testing.assert_array_equal(y1, expected)

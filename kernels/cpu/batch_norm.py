@@ -32,7 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import validation
+from kernels.cpu import buffers, validation
 from kernels.cpu.stats import (
     chunk_bounds,
     gradient_sums,
@@ -246,7 +246,7 @@ def batch_norm_forward_train(
     batch, channels, spatial = x.shape
     validation.check_vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
     validation.check_eps(eps)
-    y = np.empty_like(x)
+    y = buffers.empty_like(x)
     if x.size == 0:
         stats = np.full(channels, np.nan, x.dtype)
         return y, stats, stats.copy(), stats.copy()
@@ -279,7 +279,7 @@ def batch_norm_forward_eval(
     _check_running_stats(x, running_mean, running_var)
     validation.check_vector("bias", bias, x.shape[1], x.dtype, "one per channel, x.shape[1]")
     validation.check_eps(eps)
-    y = np.empty_like(x)
+    y = buffers.empty_like(x)
     if x.size == 0:
         return y
     scale = _ones_if_none(weight, x) / np.sqrt(running_var.astype(np.float64) + eps)
@@ -305,7 +305,7 @@ def batch_norm_backward(
     why = "one per channel, x.shape[1]"
     validation.check_vector("mean", mean, channels, x.dtype, why, optional=False)
     validation.check_vector("inv_std", inv_std, channels, x.dtype, why, optional=False)
-    dx = np.empty_like(x)
+    dx = buffers.empty_like(x)
     if x.size == 0:
         return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
     parts = _run_gradient_sums(dy, x, mean)
@@ -336,7 +336,7 @@ def batch_norm_backward_eval(
     validation.check_like("dy", dy, x, "x")
     _check_running_stats(x, running_mean, running_var)
     validation.check_eps(eps)
-    dx = np.empty_like(x)
+    dx = buffers.empty_like(x)
     if x.size == 0:
         return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
     inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import validation
+from kernels.cpu import buffers, validation
 from kernels.cpu.stats import (
     chunk_bounds,
     gradient_sums,
@@ -153,7 +153,7 @@ def group_norm_forward(
     validation.check_vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
     validation.check_vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
     validation.check_eps(eps)
-    y = np.empty_like(x)
+    y = buffers.empty_like(x)
     if x.size == 0:
         stats = np.full((batch, num_groups), np.nan, x.dtype)
         return y, stats, stats.copy()
@@ -200,7 +200,7 @@ def group_norm_backward(
     validation.check_shape("mean", mean, (batch, num_groups), "(N, num_groups)")
     validation.check_like("inv_std", inv_std, mean, "mean")
     validation.check_vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
-    dx = np.empty_like(x)
+    dx = buffers.empty_like(x)
     dweight = np.zeros(channels, x.dtype)
     dbias = np.zeros(channels, x.dtype)
     if x.size == 0:

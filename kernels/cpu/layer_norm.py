@@ -20,7 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import validation
+from kernels.cpu import buffers, validation
 from kernels.cpu.stats import (
     chunk_bounds,
     jit,
@@ -98,7 +98,7 @@ def layer_norm_forward(
     validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     validation.check_vector("bias", bias, cols, x.dtype, "normalized_shape = x.shape[1:]")
     validation.check_eps(eps)
-    y = np.empty_like(x)
+    y = buffers.empty_like(x)
     if cols == 0:
         return y, np.full(rows, np.nan, x.dtype), np.full(rows, np.nan, x.dtype)
     mean = np.empty(rows, x.dtype)
@@ -130,7 +130,7 @@ def layer_norm_backward(
     validation.check_vector("mean", mean, rows, x.dtype, "one per row of x", optional=False)
     validation.check_vector("inv_std", inv_std, rows, x.dtype, "one per row of x", optional=False)
     validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
-    dx = np.empty_like(x)
+    dx = buffers.empty_like(x)
     dweight = np.zeros(cols, x.dtype)
     dbias = np.zeros(cols, x.dtype)
     if rows == 0 or cols == 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import validation
+from kernels.cpu import buffers, validation
 from kernels.cpu.stats import (
     chunk_bounds,
     jit,
@@ -84,7 +84,7 @@ def rms_norm_forward(
     rows, cols = x.shape
     validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     validation.check_eps(eps)
-    y = np.empty_like(x)
+    y = buffers.empty_like(x)
     if cols == 0:
         return y, np.full(rows, np.nan, x.dtype)
     inv_rms = np.empty(rows, x.dtype)
@@ -109,7 +109,7 @@ def rms_norm_backward(
     validation.check_like("dy", dy, x, "x")
     validation.check_vector("inv_rms", inv_rms, rows, x.dtype, "one per row of x", optional=False)
     validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
-    dx = np.empty_like(x)
+    dx = buffers.empty_like(x)
     dweight = np.zeros(cols, x.dtype)
     if rows == 0 or cols == 0:
         return dx, dweight
