@@ -19,26 +19,14 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from kernels.bench import Case
+
 EPS = 1e-5
 SIZES_MB = (4, 16, 64, 256, 1024)
-
-
-@dataclass
-class Case:
-    """One normalization at one shape: our kernels and PyTorch's, forward and backward."""
-
-    name: str
-    shape: tuple
-    forward: Callable
-    backward: Callable
-    torch_forward: Callable | None
-    torch_backward: Callable | None
-    traffic: tuple  # (forward, backward) bytes moved per element, in element sizes
 
 
 class Timer:

@@ -42,6 +42,13 @@ def _param_grad(grad: np.ndarray, param: np.ndarray | None, needed: bool):
     return grad.reshape(param.shape) if needed and param is not None else None
 
 
+def _affine_grads(ctx, grad, dx, dweight, dbias, weight, bias) -> tuple:
+    """(dx, dweight, dbias) shaped like (the output, weight, bias); None where not needed."""
+    needs = ctx.needs_input_grad
+    return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
+            _param_grad(dbias, bias, needs[2]))
+
+
 class LayerNormFunction(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_ndim` dims."""
 
@@ -59,9 +66,7 @@ class LayerNormFunction(Function):
         x2d, mean, inv_std, weight, bias = ctx.saved_tensors
         dy = _contiguous(grad, x2d.shape)
         dx, dweight, dbias = ctx.kernels.layer_norm_backward(dy, x2d, mean, inv_std, _flat(weight))
-        needs = ctx.needs_input_grad
-        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
-                _param_grad(dbias, bias, needs[2]))
+        return _affine_grads(ctx, grad, dx, dweight, dbias, weight, bias)
 
 
 class RMSNormFunction(Function):
@@ -119,9 +124,7 @@ class GroupNormFunction(Function):
         dy = _contiguous(grad, x3d.shape)
         dx, dweight, dbias = ctx.kernels.group_norm_backward(dy, x3d, mean, inv_std,
                                                              ctx.num_groups, _flat(weight))
-        needs = ctx.needs_input_grad
-        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
-                _param_grad(dbias, bias, needs[2]))
+        return _affine_grads(ctx, grad, dx, dweight, dbias, weight, bias)
 
 
 class BatchNormFunction(Function):
@@ -151,9 +154,7 @@ class BatchNormFunction(Function):
         dy = _contiguous(grad, x3d.shape)
         dx, dweight, dbias = ctx.kernels.batch_norm_backward(dy, x3d, mean, inv_std,
                                                              _flat(weight))
-        needs = ctx.needs_input_grad
-        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
-                _param_grad(dbias, bias, needs[2]))
+        return _affine_grads(ctx, grad, dx, dweight, dbias, weight, bias)
 
 
 class BatchNormEvalFunction(Function):
@@ -178,6 +179,4 @@ class BatchNormEvalFunction(Function):
         dy = _contiguous(grad, x3d.shape)
         dx, dweight, dbias = ctx.kernels.batch_norm_backward_eval(
             dy, x3d, running_mean, running_var, _flat(weight), ctx.eps)
-        needs = ctx.needs_input_grad
-        return (dx.reshape(grad.shape), _param_grad(dweight, weight, needs[1]),
-                _param_grad(dbias, bias, needs[2]))
+        return _affine_grads(ctx, grad, dx, dweight, dbias, weight, bias)

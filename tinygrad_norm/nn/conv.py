@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from ..tensor import Tensor
 from . import functional as F
-from . import init
-from .linear import empty_parameter
+from .linear import default_init, empty_parameter
 from .module import Module
 
 
@@ -51,12 +48,7 @@ class Conv2d(Module):
             self.to(device)  # initialized from the host generator, then moved
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        default_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)
