@@ -7,10 +7,18 @@ compiled lazily on first use for the dtype they see and cached on disk
 kernel when any source file of its directory changes.
 """
 
+import warnings
+
 import numba
 
 import kernels  # noqa: F401  (sets the OpenMP wait policy and threading layer first)
-from kernels import numba_cache  # noqa: F401  (installs the cache locators before any @njit)
+
+try:  # installs the cache locators before any @njit; it builds on Numba internals
+    from kernels import numba_cache  # noqa: F401
+except (ImportError, AttributeError) as err:  # a Numba whose internals moved: its own cache
+    warnings.warn(f"kernels: Numba {numba.__version__} lacks what kernels/numba_cache.py "
+                  f"extends ({err}); using Numba's own on-disk cache", RuntimeWarning,
+                  stacklevel=2)
 from kernels.cpu.batch_norm import (
     batch_norm_backward,
     batch_norm_backward_eval,
