@@ -153,3 +153,14 @@ def test_float32_scalar_arithmetic_keeps_float32():
 
 def test_mixed_dtypes_promote_like_torch():
     assert (tn.ones(2) + tn.ones(2, dtype=np.float64)).dtype == np.float64
+
+
+def test_float_tensor_with_integer_tensor_keeps_the_float_dtype_like_torch():
+    x = tn.Tensor(np.ones(3, np.float32), requires_grad=True)
+    labels = tn.Tensor(np.arange(3))
+    for out, theirs in [(x * labels, torch.ones(3) * torch.arange(3)),
+                        (x * (labels > 0), torch.ones(3) * (torch.arange(3) > 0))]:
+        assert out.dtype == np.float32 and theirs.dtype == torch.float32
+        np.testing.assert_array_equal(out.detach().numpy(), theirs.numpy())
+    (x * labels).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 2])

@@ -262,6 +262,9 @@ class Tensor:
 
     def _operand(self, other) -> "Tensor":
         if isinstance(other, Tensor):
+            if self.dtype.kind == "f" and other.dtype.kind in "iub":
+                # float32 op int64 stays float32, as in PyTorch (NumPy would give float64)
+                return Tensor._wrap(other.data.astype(self.dtype), device=other.device)
             return other
         array = as_array(other)
         if array.dtype.kind == "f" or (array.ndim == 0 and self.dtype.kind == "f"):
