@@ -22,6 +22,16 @@ def _dtype(dtype) -> np.dtype:
     return np.dtype(np.float32 if dtype is None else dtype)
 
 
+def _register_affine(module: Module, shape: tuple, affine: bool, dtype, device) -> None:
+    """weight = ones(shape) and bias = zeros(shape), or both registered as None."""
+    if affine:
+        module.weight = Parameter(ones(shape, dtype=dtype, device=device))
+        module.bias = Parameter(zeros(shape, dtype=dtype, device=device))
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
 class _NormBase(Module):
     """Per-channel affine parameters and running statistics shared by BatchNorm and
     InstanceNorm."""
@@ -41,12 +51,7 @@ class _NormBase(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         dtype = _dtype(dtype)
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype, device=device))
-            self.bias = Parameter(zeros(num_features, dtype=dtype, device=device))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, (num_features,), affine, dtype, device)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
             self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
@@ -236,13 +241,7 @@ class GroupNorm(Module):
         self.num_channels = int(num_channels)
         self.eps = eps
         self.affine = affine
-        dtype = _dtype(dtype)
-        if affine:
-            self.weight = Parameter(ones(num_channels, dtype=dtype, device=device))
-            self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, (num_channels,), affine, _dtype(dtype), device)
 
     def forward(self, input: Tensor) -> Tensor:
         if input.ndim >= 2 and input.shape[1] != self.num_channels:
