@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..tensor import Tensor
 from . import functional as F
-from .linear import default_init, empty_parameter
+from .linear import add_weight_and_bias, default_init
 from .module import Module
 
 
@@ -37,15 +37,8 @@ class Conv2d(Module):
         F._conv_padding(self.padding, self.kernel_size, self.stride, self.dilation)  # validate
         self.groups = groups
         self.padding_mode = padding_mode
-        self.weight = empty_parameter((out_channels, in_channels) + self.kernel_size, device,
-                                      dtype)
-        if bias:
-            self.bias = empty_parameter((out_channels,), device, dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-        if device is not None:
-            self.to(device)  # initialized from the host generator, then moved
+        add_weight_and_bias(self, (out_channels, in_channels) + self.kernel_size, bias, device,
+                            dtype)
 
     def reset_parameters(self) -> None:
         default_init(self.weight, self.bias)

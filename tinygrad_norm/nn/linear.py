@@ -30,6 +30,20 @@ def default_init(weight: Parameter, bias: Parameter | None) -> None:
         init.uniform_(bias, -bound, bound)
 
 
+def add_weight_and_bias(module: Module, weight_shape: tuple, bias: bool, device,
+                        dtype) -> None:
+    """Register `weight` (and `bias` of size weight_shape[0], or None), fill them with
+    module.reset_parameters(), then move them to `device` (the generator is on the host)."""
+    module.weight = empty_parameter(weight_shape, device, dtype)
+    if bias:
+        module.bias = empty_parameter(weight_shape[:1], device, dtype)
+    else:
+        module.register_parameter("bias", None)
+    module.reset_parameters()
+    if device is not None:
+        module.to(device)
+
+
 class Identity(Module):
     """Returns its input unchanged; any constructor arguments are ignored, as in PyTorch."""
 
@@ -52,14 +66,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = empty_parameter((out_features, in_features), device, dtype)
-        if bias:
-            self.bias = empty_parameter((out_features,), device, dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-        if device is not None:
-            self.to(device)  # initialized from the host generator, then moved
+        add_weight_and_bias(self, (out_features, in_features), bias, device, dtype)
 
     def reset_parameters(self) -> None:
         default_init(self.weight, self.bias)
