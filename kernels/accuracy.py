@@ -21,66 +21,42 @@ from typing import Callable
 
 import numpy as np
 
-from kernels import cpu, reference
+from kernels import api, cases, cpu, reference
+from kernels.cases import NormCase
 
 EPS = 1e-5
 HUGE = 2**24
 
 
 @dataclass
-class Case:
+class HardInput:
     name: str
     values: Callable[[np.random.Generator, tuple], np.ndarray]
     huge: bool = False
 
 
-CASES = [
-    Case("offset 1e4 + 0.01·N(0,1)", lambda rng, shape: 1e4 + 0.01 * rng.standard_normal(shape)),
-    Case("tiny variance 1e-3·N(0,1)", lambda rng, shape: 1e-3 * rng.standard_normal(shape)),
-    Case("huge sets: 2^24 elements", lambda rng, shape: 3 + rng.standard_normal(shape), True),
-    Case("near overflow 1e37·N(0,1)", lambda rng, shape: 1e37 * rng.standard_normal(shape)),
+HARD_INPUTS = [
+    HardInput("offset 1e4 + 0.01·N(0,1)",
+              lambda rng, shape: 1e4 + 0.01 * rng.standard_normal(shape)),
+    HardInput("tiny variance 1e-3·N(0,1)", lambda rng, shape: 1e-3 * rng.standard_normal(shape)),
+    HardInput("huge sets: 2^24 elements", lambda rng, shape: 3 + rng.standard_normal(shape), True),
+    HardInput("near overflow 1e37·N(0,1)", lambda rng, shape: 1e37 * rng.standard_normal(shape)),
 ]
 
 
 @dataclass
 class Norm:
-    """One normalization: its input shape (normal and huge), and how to run it three ways."""
+    """One normalization of the case registry at its report shapes (normal and huge)."""
 
-    name: str
+    case: NormCase
     shape: tuple
     huge_shape: tuple
-    ours: Callable  # (x, w, b, dy) -> (y, (dx, dw, db))
-    spec: Callable  # same, float64 reference
-    torch: Callable | None = None  # (torch module, x, w, b, dy) -> (y, (dx, dw, db))
+    num_groups: int | None = None
+    torch: Callable | None = None  # (x, w, b, dy) -> (y, (dx, dw, db)), PyTorch float32
 
-
-def _layer_norm(kernels):
-    def run(x, w, b, dy):
-        y, mean, inv_std = kernels.layer_norm_forward(x, w, b, EPS)
-        return y, kernels.layer_norm_backward(dy, x, mean, inv_std, w)
-    return run
-
-
-def _rms_norm(kernels):
-    def run(x, w, b, dy):
-        y, inv_rms = kernels.rms_norm_forward(x, w, EPS)
-        return y, kernels.rms_norm_backward(dy, x, inv_rms, w)
-    return run
-
-
-def _group_norm(kernels, groups: int | None):
-    def run(x, w, b, dy):
-        num_groups = groups or x.shape[1]  # None: InstanceNorm, one group per channel
-        y, mean, inv_std = kernels.group_norm_forward(x, num_groups, w, b, EPS)
-        return y, kernels.group_norm_backward(dy, x, mean, inv_std, num_groups, w)
-    return run
-
-
-def _batch_norm(kernels):
-    def run(x, w, b, dy):
-        y, mean, inv_std, _ = kernels.batch_norm_forward_train(x, w, b, EPS)
-        return y, kernels.batch_norm_backward(dy, x, mean, inv_std, w)
-    return run
+    @property
+    def name(self) -> str:
+        return self.case.name
 
 
 def _running_stats(x):
@@ -89,14 +65,6 @@ def _running_stats(x):
     x64 = x.astype(np.float64)
     rounded = (x64.mean(axis=(0, 2)).astype(np.float32), x64.var(axis=(0, 2)).astype(np.float32))
     return tuple(s.astype(x.dtype) for s in rounded)
-
-
-def _batch_norm_eval(kernels):
-    def run(x, w, b, dy):
-        running_mean, running_var = _running_stats(x)
-        y = kernels.batch_norm_forward_eval(x, running_mean, running_var, w, b, EPS)
-        return y, kernels.batch_norm_backward_eval(dy, x, running_mean, running_var, w, EPS)
-    return run
 
 
 def _torch_runs():
@@ -128,7 +96,7 @@ def _torch_runs():
         "GroupNorm": autograd(lambda torch, F, x, w, b: F.group_norm(x, 8, w, b, EPS)),
         "InstanceNorm": autograd(
             lambda torch, F, x, w, b: F.instance_norm(x, weight=w, bias=b, eps=EPS)),
-        "BatchNorm train": autograd(
+        "BatchNorm": autograd(
             lambda torch, F, x, w, b: F.batch_norm(x, None, None, w, b, True, 0.0, EPS)),
         "BatchNorm eval": autograd(eval_forward),
     }
@@ -137,15 +105,23 @@ def _torch_runs():
 def norms() -> list[Norm]:
     torch_runs = _torch_runs()
     table = [
-        ("LayerNorm", (256, 1024), (1, HUGE), _layer_norm),
-        ("RMSNorm", (256, 1024), (1, HUGE), _rms_norm),
-        ("GroupNorm", (32, 32, 256), (1, 8, HUGE // 8), lambda k: _group_norm(k, 8)),
-        ("InstanceNorm", (32, 32, 256), (1, 1, HUGE), lambda k: _group_norm(k, None)),
-        ("BatchNorm train", (64, 32, 256), (16, 1, HUGE // 16), _batch_norm),
-        ("BatchNorm eval", (64, 32, 256), (16, 1, HUGE // 16), _batch_norm_eval),
+        ("LayerNorm", (256, 1024), (1, HUGE), None),
+        ("RMSNorm", (256, 1024), (1, HUGE), None),
+        ("GroupNorm", (32, 32, 256), (1, 8, HUGE // 8), 8),
+        ("InstanceNorm", (32, 32, 256), (1, 1, HUGE), None),
+        ("BatchNorm", (64, 32, 256), (16, 1, HUGE // 16), None),
+        ("BatchNorm eval", (64, 32, 256), (16, 1, HUGE // 16), None),
     ]
-    return [Norm(name, shape, huge, make(cpu), make(reference), torch_runs.get(name))
-            for name, shape, huge, make in table]
+    return [Norm(cases.BY_NAME[name], shape, huge, groups, torch_runs.get(name))
+            for name, shape, huge, groups in table]
+
+
+def _run(norm: Norm, kernels, inputs: dict):
+    """(y, (dx, dweight, dbias)) of one backend; RMSNorm has no dbias: zeros stand in."""
+    forward, grads = norm.case.run(kernels, inputs)
+    if len(grads) == 2:
+        grads = (*grads, np.zeros_like(grads[1]))
+    return forward[0], grads
 
 
 def _forward_error(y, y64) -> float:
@@ -160,23 +136,26 @@ def _backward_error(grads, grads64) -> float:
     return max(errors)
 
 
-def measure(norm: Norm, case: Case, seed: int = 0) -> dict:
+def measure(norm: Norm, hard: HardInput, seed: int = 0) -> dict:
     """{"ours": (forward, backward), "torch": (forward, backward) or None} for one pair."""
-    rng = np.random.default_rng(seed)
-    shape = norm.huge_shape if case.huge else norm.shape
-    x = case.values(rng, shape).astype(np.float32)
-    size = shape[1]  # weight and bias: per column (LayerNorm, RMSNorm) or per channel
-    w = rng.uniform(0.5, 1.5, size).astype(np.float32)
-    b = (0.1 * rng.standard_normal(size)).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
-    y64, grads64 = norm.spec(*(a.astype(np.float64) for a in (x, w, b, dy)))
+    shape = norm.huge_shape if hard.huge else norm.shape
+    inputs = norm.case.inputs(shape, np.float32, seed, values=hard.values,
+                              num_groups=norm.num_groups)
+    if "running_mean" in api.BY_NAME[norm.case.forward].arguments:
+        inputs["running_mean"], inputs["running_var"] = _running_stats(inputs["x"])
+    inputs64 = {k: v.astype(np.float64) if isinstance(v, np.ndarray) else v
+                for k, v in inputs.items()}
+    y64, grads64 = _run(norm, reference, inputs64)
+    runs = {"ours": lambda: _run(norm, cpu, inputs),
+            "torch": None if norm.torch is None else
+            lambda: norm.torch(*(inputs[k] for k in ("x", "weight", "bias", "dy")))}
     results = {}
-    for label, run in (("ours", norm.ours), ("torch", norm.torch)):
+    for label, run in runs.items():
         if run is None:
             results[label] = None
             continue
         with np.errstate(all="ignore"):
-            y, grads = run(x, w, b, dy)
+            y, grads = run()
             results[label] = (_forward_error(y, y64), _backward_error(grads, grads64))
     return results
 
@@ -192,22 +171,22 @@ def main(argv: list[str]) -> int:
                         help="leave out the 2^24-element sets (most of the run time)")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch's column")
     args = parser.parse_args(argv)
-    selected = [case for case in CASES if not (case.huge and args.skip_huge)]
+    selected = [hard for hard in HARD_INPUTS if not (hard.huge and args.skip_huge)]
     header = f"{'input':28} {'normalization':16} {'direction':9} {'ours':>9} {'PyTorch':>9}"
     print("float32 error against the float64 reference (forward: max abs, normalized units; "
           "backward: max relative)")
     print(header)
     print("-" * len(header))
-    for case in selected:
+    for hard in selected:
         for norm in norms():
-            if norm.name == "BatchNorm eval" and case.name.startswith("near overflow"):
+            if norm.name == "BatchNorm eval" and hard.name.startswith("near overflow"):
                 continue  # its running_var (~1e74) is not a float32 number: no such input
             if args.no_torch:
                 norm.torch = None
-            errors = measure(norm, case)
+            errors = measure(norm, hard)
             for i, direction in enumerate(("forward", "backward")):
                 theirs = None if errors["torch"] is None else errors["torch"][i]
-                print(f"{case.name:28} {norm.name:16} {direction:9} "
+                print(f"{hard.name:28} {norm.name:16} {direction:9} "
                       f"{_text(errors['ours'][i]):>9} {_text(theirs):>9}")
     return 0
 

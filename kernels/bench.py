@@ -1,17 +1,25 @@
-"""Benchmark of the CPU kernels against PyTorch CPU and the machine's copy bandwidth.
+"""Benchmark of the kernels against PyTorch and the machine's copy bandwidth, on either device.
 
-    python -m kernels.bench                 # table: every normalization, forward and backward
-    python -m kernels.bench --json out.json # the same rows as JSON
-    python -m kernels.bench --crossover     # serial vs parallel LayerNorm, to place the switch
-    python -m kernels.bench --startup       # first-call compile time and cached-import time
-    python -m kernels.bench --accuracy      # float32 error on hard inputs (kernels.accuracy)
-    python -m kernels.bench --device cuda   # the numba.cuda kernels (kernels.cuda_bench)
+    python -m kernels.bench                       # CPU: every normalization, forward and backward
+    python -m kernels.bench --device cuda         # the numba.cuda kernels, 4 MiB to 1 GiB
+    python -m kernels.bench --sizes small,64 --json out.json
+    python -m kernels.bench --smoke               # tiny shapes, one call: the code paths only
+    python -m kernels.bench --crossover           # CPU serial vs parallel LayerNorm (the switch)
+    python -m kernels.bench --latency             # CPU small-call latency (the OpenMP floor)
+    python -m kernels.bench --startup             # CPU first-call compile and cached-load time
+    python -m kernels.bench --accuracy            # float32 error on hard inputs (kernels.accuracy)
 
-Method: ours and PyTorch's kernel (torch.ops.aten.native_*: the kernels behind the layers,
-without autograd) run interleaved in one process with the same thread count; each time is
-the median of `--repeat` calls. Achieved GB/s uses the minimum traffic of KERNELS.md
-(bytes that must cross memory at least once), and "copy" is a parallel read+write copy of
-the same size measured in the same run, so the two are comparable.
+`tinygrad-norm bench` takes the same options and adds the layer table (autograd included).
+
+Method: every case of kernels/cases.py at every size. Ours and PyTorch's twin (the aten
+kernels behind its layers, no autograd) run interleaved in one process with the same thread
+count; each time is the median of `--repeat` calls (wall time on the CPU, CUDA events around
+each call on a GPU, so launch overhead counts). Sizes are the working set of x in MiB
+(2^20 bytes of float32), or 'small' for the shapes the examples train with. Achieved GB/s
+uses each case's minimum traffic (kernels/cases.py), and 'copy' is a parallel read + write
+copy of the same size measured in the same run (a device-to-device copy on a GPU), so the two
+are comparable. Without PyTorch (or, for cuda, without PyTorch's CUDA build) its columns are
+empty and a note says so.
 """
 
 from __future__ import annotations
@@ -24,15 +32,19 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numba
 import numpy as np
 
-import kernels.cpu as cpu
+from kernels.cases import CASES, torch_tensors
 
-EPS = 1e-5
+MIB = 2**20
+# the examples' shapes: the MLP's (batch 64, width 128) rows and the CNN's 8x8 feature maps
+SMALL_SHAPES = {"rows": [(64, 128)], "ncs": [(64, 16, 64)]}
+SMALL_EXTRA = {"BatchNorm": [(64, 128, 1)]}  # BatchNorm1d on the MLP's (N, C) activations
+DEFAULT_SIZES = {"cpu": "small,64", "cuda": "4,16,64,256,1024"}
+SMOKE_SHAPES = {"rows": [(2, 40)], "ncs": [(2, 4, 8)]}
 
 
 @numba.njit(parallel=True, cache=True)
@@ -41,218 +53,182 @@ def _parallel_copy(source, target):
         target[i] = source[i]
 
 
-def median_seconds(fn: Callable[[], object], repeat: int, min_seconds: float = 0.0) -> float:
-    """Median wall time of fn() over `repeat` calls (after one warm-up call)."""
-    fn()
-    times = []
-    deadline = time.perf_counter() + min_seconds
-    while len(times) < repeat or time.perf_counter() < deadline:
-        start = time.perf_counter()
+class Device:
+    """What differs between the devices: arrays, the clock, the copy, PyTorch's twin."""
+
+    def __init__(self, name: str) -> None:
+        from numba import config
+
+        self.name = name
+        self.simulator = name == "cuda" and bool(config.ENABLE_CUDASIM)
+        if name == "cpu":
+            import kernels.cpu as kernels
+        else:
+            import kernels.cuda as kernels
+        self.kernels = kernels
+        self.xp = np
+        if name == "cuda" and not self.simulator:
+            import cupy
+
+            self.xp = cupy
+        self.torch, self.torch_note = _torch_for(name, self.simulator)
+
+    def array(self, host):
+        return host if host is None or self.xp is np else self.xp.asarray(host)
+
+    def seconds(self, fn: Callable) -> float:
+        """One timed call: CUDA events on a GPU, wall time elsewhere."""
+        if self.xp is np:
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+        start, stop = self.xp.cuda.Event(), self.xp.cuda.Event()
+        start.record()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        stop.record()
+        stop.synchronize()
+        return self.xp.cuda.get_elapsed_time(start, stop) / 1e3
+
+    def copy_gbps(self, nbytes: int, repeat: int) -> float:
+        """Read + write bandwidth of a copy of `nbytes`, in GB/s."""
+        source = self.xp.ones(max(1, nbytes // 4), np.float32)
+        target = self.xp.empty_like(source)
+        if self.xp is np:
+            copy = lambda: _parallel_copy(source, target)  # noqa: E731
+        else:
+            copy = lambda: self.xp.copyto(target, source)  # noqa: E731
+        copy()
+        return 2 * source.nbytes / statistics.median(
+            self.seconds(copy) for _ in range(repeat)) / 1e9
+
+    def description(self) -> str:
+        if self.name == "cpu":
+            return (f"CPU, {numba.get_num_threads()} threads, numba {numba.__version__}, "
+                    f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
+        if self.simulator:
+            return "CUDA simulator (timings meaningless)"
+        from numba import cuda
+
+        name = cuda.get_current_device().name
+        return name.decode() if isinstance(name, bytes) else name
 
 
-def copy_gbps(nbytes: int, repeat: int) -> float:
-    """Read + write bandwidth of a parallel copy of `nbytes`, in GB/s."""
-    source = np.ones(nbytes // 4, np.float32)
-    target = np.empty_like(source)
-    return 2 * nbytes / median_seconds(lambda: _parallel_copy(source, target), repeat) / 1e9
-
-
-@dataclass
-class Case:
-    """One normalization at one shape: our kernels and PyTorch's, forward and backward."""
-
-    name: str
-    shape: tuple
-    forward: Callable
-    backward: Callable
-    torch_forward: Callable | None
-    torch_backward: Callable | None
-    traffic: tuple  # (forward, backward) bytes per element in units of the element size
-
-
-def _torch_tensors(*arrays):
-    import torch
-
-    return [None if a is None else torch.from_numpy(a) for a in arrays]
-
-
-def layer_norm_case(rows: int, cols: int, rng) -> Case:
-    x = rng.standard_normal((rows, cols)).astype(np.float32)
-    dy = rng.standard_normal(x.shape).astype(np.float32)
-    weight, bias = np.ones(cols, np.float32), np.zeros(cols, np.float32)
-    _, mean, inv_std = cpu.layer_norm_forward(x, weight, bias, EPS)
-    case = Case("LayerNorm", x.shape, lambda: cpu.layer_norm_forward(x, weight, bias, EPS),
-                lambda: cpu.layer_norm_backward(dy, x, mean, inv_std, weight), None, None, (2, 3))
+def _torch_for(device: str, simulator: bool):
+    """(torch or None, a note saying why its columns are empty)."""
     try:
         import torch
     except ImportError:
-        return case
-    tx, tdy, tw, tb = _torch_tensors(x, dy, weight, bias)
-    _, tmean, trstd = torch.ops.aten.native_layer_norm(tx, [cols], tw, tb, EPS)
-    case.torch_forward = lambda: torch.ops.aten.native_layer_norm(tx, [cols], tw, tb, EPS)
-    case.torch_backward = lambda: torch.ops.aten.native_layer_norm_backward(
-        tdy, tx, [cols], tmean, trstd, tw, tb, [True, True, True])
-    return case
+        return None, "PyTorch is not installed: its columns are empty (pip install torch==2.13.0)"
+    if device == "cpu":
+        torch.set_num_threads(numba.get_num_threads())
+        return torch, None
+    if simulator or not torch.cuda.is_available():
+        return None, "PyTorch has no CUDA device here: its columns are empty"
+    return torch, None
 
 
-def rms_norm_case(rows: int, cols: int, rng) -> Case:
-    x = rng.standard_normal((rows, cols)).astype(np.float32)
-    dy = rng.standard_normal(x.shape).astype(np.float32)
-    weight = np.ones(cols, np.float32)
-    _, inv_rms = cpu.rms_norm_forward(x, weight, EPS)
-    case = Case("RMSNorm", x.shape, lambda: cpu.rms_norm_forward(x, weight, EPS),
-                lambda: cpu.rms_norm_backward(dy, x, inv_rms, weight), None, None, (2, 3))
+def cuda_unavailable_reason(smoke: bool) -> str | None:
+    """Why a cuda benchmark cannot run here, or None."""
+    from numba import config
+
+    if config.ENABLE_CUDASIM:
+        return None if smoke else (
+            "NUMBA_ENABLE_CUDASIM=1: the simulator cannot time kernels; run on a GPU, or pass "
+            "--smoke to exercise the benchmark's code paths")
     try:
-        import torch
-    except ImportError:
-        return case
-    tx, tdy, tw = _torch_tensors(x, dy, weight)
-    case.torch_forward = lambda: torch.ops.aten._fused_rms_norm(tx, [cols], tw, EPS)
-    # PyTorch 2.13 has no fused RMSNorm backward on the CPU: F.rms_norm's backward is
-    # autograd through its composite forward, which is what a PyTorch user runs
-    gx, gw = tx.clone().requires_grad_(), tw.clone().requires_grad_()
-    out = torch.nn.functional.rms_norm(gx, [cols], gw, EPS)
-    case.torch_backward = lambda: torch.autograd.grad(out, (gx, gw), tdy, retain_graph=True)
-    return case
+        import cupy  # noqa: F401
+        from numba import cuda
+    except ImportError as error:
+        return f"{error}; install the GPU stack with: pip install \"tinygrad_norm[cuda]\""
+    if not cuda.is_available():
+        return "no CUDA GPU is visible to numba.cuda (numba.cuda.is_available() is False)"
+    return None
 
 
-def group_norm_case(shape: tuple, num_groups: int, rng, name: str = "GroupNorm") -> Case:
-    """GroupNorm of x (N, C, S); InstanceNorm is num_groups == C (PyTorch runs its
-    InstanceNorm as a BatchNorm over (1, N·C, S), so that is what it is timed with)."""
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
-    batch, channels, spatial = shape
-    weight, bias = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    _, mean, inv_std = cpu.group_norm_forward(x, num_groups, weight, bias, EPS)
-    case = Case(name, shape, lambda: cpu.group_norm_forward(x, num_groups, weight, bias, EPS),
-                lambda: cpu.group_norm_backward(dy, x, mean, inv_std, num_groups, weight),
-                None, None, (2, 3))
-    try:
-        import torch
-    except ImportError:
-        return case
-    tx, tdy, tw, tb = _torch_tensors(x, dy, weight, bias)
-    if name == "InstanceNorm":
-        flat_x, flat_dy = tx.reshape(1, batch * channels, spatial), tdy.reshape(1, -1, spatial)
-        _, tmean, trstd = torch.ops.aten.native_batch_norm(flat_x, None, None, None, None,
-                                                           True, 0.1, EPS)
-        case.torch_forward = lambda: torch.ops.aten.native_batch_norm(
-            flat_x, None, None, None, None, True, 0.1, EPS)
-        case.torch_backward = lambda: torch.ops.aten.native_batch_norm_backward(
-            flat_dy, flat_x, None, None, None, tmean, trstd, True, EPS, [True, False, False])
-        return case
-    _, tmean, trstd = torch.ops.aten.native_group_norm(tx, tw, tb, batch, channels, spatial,
-                                                       num_groups, EPS)
-    case.torch_forward = lambda: torch.ops.aten.native_group_norm(
-        tx, tw, tb, batch, channels, spatial, num_groups, EPS)
-    case.torch_backward = lambda: torch.ops.aten.native_group_norm_backward(
-        tdy, tx, tmean, trstd, tw, batch, channels, spatial, num_groups, [True, True, True])
-    return case
-
-
-def batch_norm_case(shape: tuple, rng) -> Case:
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
-    channels = shape[1]
-    weight, bias = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    _, mean, inv_std, _ = cpu.batch_norm_forward_train(x, weight, bias, EPS)
-    case = Case("BatchNorm", shape, lambda: cpu.batch_norm_forward_train(x, weight, bias, EPS),
-                lambda: cpu.batch_norm_backward(dy, x, mean, inv_std, weight), None, None,
-                (3, 5))
-    try:
-        import torch
-    except ImportError:
-        return case
-    tx, tdy, tw, tb = _torch_tensors(x, dy, weight, bias)
-    _, tmean, tinv = torch.ops.aten.native_batch_norm(tx, tw, tb, None, None, True, 0.1, EPS)
-    case.torch_forward = lambda: torch.ops.aten.native_batch_norm(tx, tw, tb, None, None, True,
-                                                                  0.1, EPS)
-    case.torch_backward = lambda: torch.ops.aten.native_batch_norm_backward(
-        tdy, tx, tw, None, None, tmean, tinv, True, EPS, [True, True, True])
-    return case
-
-
-def batch_norm_eval_case(shape: tuple, rng) -> Case:
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape).astype(np.float32)
-    channels = shape[1]
-    weight, bias = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    running_mean = np.zeros(channels, np.float32)
-    running_var = np.ones(channels, np.float32)
-    case = Case("BatchNorm eval", shape,
-                lambda: cpu.batch_norm_forward_eval(x, running_mean, running_var, weight, bias,
-                                                    EPS),
-                lambda: cpu.batch_norm_backward_eval(dy, x, running_mean, running_var, weight,
-                                                     EPS),
-                None, None, (2, 3))
-    try:
-        import torch
-    except ImportError:
-        return case
-    tx, tdy, tw, tb, tm, tv = _torch_tensors(x, dy, weight, bias, running_mean, running_var)
-    case.torch_forward = lambda: torch.ops.aten.native_batch_norm(tx, tw, tb, tm, tv, False,
-                                                                  0.1, EPS)
-    case.torch_backward = lambda: torch.ops.aten.native_batch_norm_backward(
-        tdy, tx, tw, tm, tv, None, None, False, EPS, [True, True, True])
-    return case
-
-
-def cases(size: str, rng) -> list[Case]:
-    """'small': the shapes the examples train with; 'large': 64 MB float32 working sets."""
+def shapes(case, size: str) -> list[tuple]:
+    """x's shapes for one case at one size: 'small' (the examples'), 'smoke', or MiB."""
     if size == "small":
-        return [layer_norm_case(64, 128, rng), rms_norm_case(64, 128, rng),
-                batch_norm_case((64, 128, 1), rng), batch_norm_case((64, 16, 64), rng),
-                batch_norm_eval_case((64, 16, 64), rng),
-                group_norm_case((64, 16, 64), 4, rng),
-                group_norm_case((64, 16, 64), 16, rng, "InstanceNorm")]
-    return [layer_norm_case(16384, 1024, rng), rms_norm_case(16384, 1024, rng),
-            batch_norm_case((64, 64, 4096), rng), batch_norm_eval_case((64, 64, 4096), rng),
-            group_norm_case((64, 64, 4096), 16, rng),
-            group_norm_case((64, 64, 4096), 64, rng, "InstanceNorm")]
+        return SMALL_SHAPES[case.layout] + SMALL_EXTRA.get(case.name, [])
+    if size == "smoke":
+        return SMOKE_SHAPES[case.layout]
+    elements = max(1, int(float(size) * MIB) // 4)
+    if case.layout == "rows":
+        return [(max(1, elements // 1024), 1024)]
+    return [(max(1, elements // (64 * 4096)), 64, 4096)]
 
 
-def run_case(case: Case, repeat: int, copy: float) -> list[dict]:
+def time_case(device: Device, case, shape: tuple, repeat: int, copy: float) -> list[dict]:
+    """Forward and backward rows of one case at one shape, ours and PyTorch's interleaved."""
+    host = case.inputs(shape)
+    inputs = {k: device.array(v) if isinstance(v, np.ndarray) else v for k, v in host.items()}
+    saved = case.run_forward(device.kernels, inputs)
+    ours = (lambda: case.run_forward(device.kernels, inputs),
+            lambda: case.run_backward(device.kernels, inputs, saved))
+    theirs = (None, None)
+    if device.torch is not None:
+        tensors = torch_tensors(device.torch, inputs, "cpu" if device.name == "cpu" else "cuda")
+        theirs = case.torch_twin(device.torch, tensors, True)
+    elements = int(np.prod(shape))
     rows = []
-    element_bytes = 4
-    elements = int(np.prod(case.shape))
-    passes = [("forward", case.forward, case.torch_forward, case.traffic[0]),
-              ("backward", case.backward, case.torch_backward, case.traffic[1])]
-    for direction, ours, theirs, traffic in passes:
-        ours_times, theirs_times = [], []
-        ours()
-        if theirs is not None:
-            theirs()
-        for _ in range(repeat):  # interleaved, so drifting machine load hits both alike
-            ours_times.append(median_seconds(ours, 1))
-            if theirs is not None:
-                theirs_times.append(median_seconds(theirs, 1))
-        ours_s = statistics.median(ours_times)
-        theirs_s = statistics.median(theirs_times) if theirs_times else None
-        gbps = traffic * elements * element_bytes / ours_s / 1e9
-        rows.append(dict(
-            op=case.name, direction=direction, shape=list(case.shape),
-            megabytes=round(elements * element_bytes / 1e6, 3), ours_us=ours_s * 1e6,
-            torch_us=None if theirs_s is None else theirs_s * 1e6,
-            speedup=None if theirs_s is None else theirs_s / ours_s,
-            ours_gbps=gbps, copy_gbps=copy, fraction_of_copy=gbps / copy))
+    for direction, mine, twin, traffic in zip(("forward", "backward"), ours, theirs,
+                                              case.traffic):
+        mine()  # compile, fill the buffer pools
+        if twin is not None:
+            twin()
+        mine_times, twin_times = [], []
+        for _ in range(repeat):  # interleaved, so drifting load (or clocks) hit both alike
+            mine_times.append(device.seconds(mine))
+            if twin is not None:
+                twin_times.append(device.seconds(twin))
+        ours_s = statistics.median(mine_times)
+        torch_s = statistics.median(twin_times) if twin_times else None
+        gbps = traffic * elements * 4 / ours_s / 1e9
+        rows.append(dict(op=case.name, direction=direction, shape=list(shape),
+                         mib=round(elements * 4 / MIB, 3), ours_us=ours_s * 1e6,
+                         torch_us=None if torch_s is None else torch_s * 1e6,
+                         speedup=None if torch_s is None else torch_s / ours_s,
+                         ours_gbps=gbps, copy_gbps=copy, fraction_of_copy=gbps / copy))
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'op':15s} {'dir':8s} {'shape':>16s} {'MB':>7s} {'ours us':>10s} "
-              f"{'torch us':>10s} {'speedup':>8s} {'GB/s':>6s} {'% copy':>7s}")
+    header = (f"{'op':15s} {'dir':8s} {'shape':>16s} {'MiB':>7s} {'ours us':>10s} "
+              f"{'torch us':>10s} {'speedup':>8s} {'GB/s':>7s} {'copy':>7s} {'% copy':>7s}")
     print(header)
     print("-" * len(header))
     for r in rows:
         torch_us = "-" if r["torch_us"] is None else f"{r['torch_us']:10.1f}"
         speedup = "-" if r["speedup"] is None else f"{r['speedup']:7.2f}x"
         shape = "x".join(str(s) for s in r["shape"])
-        print(f"{r['op']:15s} {r['direction']:8s} {shape:>16s} {r['megabytes']:7.2f} "
-              f"{r['ours_us']:10.1f} {torch_us:>10s} {speedup:>8s} {r['ours_gbps']:6.1f} "
-              f"{100 * r['fraction_of_copy']:6.0f}%")
+        print(f"{r['op']:15s} {r['direction']:8s} {shape:>16s} {r['mib']:7.2f} "
+              f"{r['ours_us']:10.1f} {torch_us:>10s} {speedup:>8s} {r['ours_gbps']:7.1f} "
+              f"{r['copy_gbps']:7.1f} {100 * r['fraction_of_copy']:6.0f}%")
+
+
+def kernel_table(device: Device, sizes: list[str], repeat: int) -> list[dict]:
+    rows = []
+    copy_by_bytes: dict[int, float] = {}  # one copy measurement per working-set size
+    for size in sizes:
+        for case in CASES:
+            for shape in shapes(case, size):
+                nbytes = max(int(np.prod(shape)) * 4, MIB)
+                if nbytes not in copy_by_bytes:
+                    copy_by_bytes[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
+                rows += time_case(device, case, shape, repeat, copy_by_bytes[nbytes])
+    return rows
+
+
+# ------------------------------------------------------------------ CPU-only measurements
+
+
+def _median_seconds(fn: Callable, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _layer_norm_drivers(elements: int) -> tuple[Callable, Callable]:
@@ -260,12 +236,11 @@ def _layer_norm_drivers(elements: int) -> tuple[Callable, Callable]:
     from kernels.cpu import layer_norm as ln
 
     x = np.random.default_rng(0).standard_normal((elements // 256, 256)).astype(np.float32)
-    w, b = np.ones(256, np.float32), np.zeros(256, np.float32)
     y = np.empty_like(x)
     mean, inv_std = np.empty((2, len(x)), np.float32)
     threads = numba.get_num_threads()
-    return (lambda: ln._forward_rows(x, w, b, EPS, y, mean, inv_std, 0, len(x)),
-            lambda: ln._forward_parallel(x, w, b, EPS, y, mean, inv_std, threads))
+    return (lambda: ln._forward_rows(x, None, None, 1e-5, y, mean, inv_std, 0, len(x)),
+            lambda: ln._forward_parallel(x, None, None, 1e-5, y, mean, inv_std, threads))
 
 
 def crossover(repeat: int) -> None:
@@ -273,8 +248,28 @@ def crossover(repeat: int) -> None:
     print(f"{'elements':>10s} {'serial us':>10s} {'parallel us':>12s}")
     for elements in (4096, 16384, 65536, 262144, 1048576):
         serial, parallel = _layer_norm_drivers(elements)
-        print(f"{elements:10d} {median_seconds(serial, repeat) * 1e6:10.1f} "
-              f"{median_seconds(parallel, repeat) * 1e6:12.1f}")
+        print(f"{elements:10d} {_median_seconds(serial, repeat) * 1e6:10.1f} "
+              f"{_median_seconds(parallel, repeat) * 1e6:12.1f}")
+
+
+def latency(repeat: int) -> dict:
+    """Median microseconds of a small call, of a call just above the parallel threshold, and
+    of a small call right after a parallel region: a healthy run is 5-50 us each; OpenMP's
+    active wait policy on a busy 2-core machine put a 1.5-8 ms floor under them."""
+    import kernels.cpu as cpu
+    from kernels.cpu.stats import SERIAL_MAX_ELEMENTS
+
+    rng = np.random.default_rng(0)
+    small = rng.standard_normal((64, 64)).astype(np.float32)
+    just_parallel = rng.standard_normal((SERIAL_MAX_ELEMENTS // 256 + 4, 256)).astype(
+        np.float32)
+    calls = {"small (64x64)": lambda: cpu.layer_norm_forward(small, None, None, 1e-5),
+             "just parallel": lambda: cpu.layer_norm_forward(just_parallel, None, None, 1e-5)}
+    calls["parallel then small"] = lambda: (calls["just parallel"](), calls["small (64x64)"]())
+    results = {name: _median_seconds(call, repeat) * 1e6 for name, call in calls.items()}
+    for name, us in results.items():
+        print(f"{name:22s} {us:9.1f} us")
+    return results
 
 
 _STARTUP_SCRIPT = """
@@ -282,23 +277,22 @@ import time
 start = time.perf_counter()
 import numpy as np
 import kernels.cpu as k
+from kernels.cases import CASES
 imported = time.perf_counter()
-for dtype, size in [(t, s) for t in (np.float32, np.float64) for s in (3, 2100)]:
-    x = np.ones((4, 8, size), dtype); w = np.ones(8, dtype); b = np.zeros(8, dtype)
-    x2 = x.reshape(4, -1); w2 = np.ones(x2.shape[1], dtype)
-    _, m, r = k.layer_norm_forward(x2, w2, None, 1e-5); k.layer_norm_backward(x2, x2, m, r, w2)
-    _, r = k.rms_norm_forward(x2, w2, 1e-5); k.rms_norm_backward(x2, x2, r, w2)
-    _, m, r = k.group_norm_forward(x, 2, w, b, 1e-5); k.group_norm_backward(x, x, m, r, 2, w)
-    _, m, r, _ = k.batch_norm_forward_train(x, w, b, 1e-5); k.batch_norm_backward(x, x, m, r, w)
-    k.batch_norm_forward_eval(x, b, w, w, b, 1e-5); k.batch_norm_backward_eval(x, x, b, w, w, 1e-5)
+for dtype in (np.float32, np.float64):
+    for case in CASES:
+        for size in (3, 2100):  # the serial and the parallel driver
+            shape = (4, 8 * size) if case.layout == "rows" else (4, 8, size)
+            for affine in (True, False):
+                case.run(k, case.inputs(shape, dtype, affine=affine))
 print(imported - start, time.perf_counter() - imported)
 """
 
 
 def startup() -> dict:
     """Import time and the time to run every kernel once (float32 and float64, the serial
-    and the parallel driver), with an empty Numba cache (compilation) and then with the
-    cache it left (cached load)."""
+    and the parallel driver, with and without affine), with an empty Numba cache
+    (compilation) and then with the cache it left (cached load)."""
     import tempfile
 
     results = {}
@@ -308,76 +302,106 @@ def startup() -> dict:
             out = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env, check=True,
                                  capture_output=True, text=True).stdout.split()
             results[label] = dict(import_s=float(out[0]), first_calls_s=float(out[1]))
-            print(f"{label:22s} import {float(out[0]):6.2f} s   first call of every kernel, "
-                  f"float32 and float64, serial and parallel {float(out[1]):6.2f} s")
+            print(f"{label:22s} import {float(out[0]):6.2f} s   first call of every kernel "
+                  f"variant {float(out[1]):6.2f} s")
     return results
+
+
+# ------------------------------------------------------------------ command line
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--sizes", help="comma list of 'small' (the examples' shapes) and "
+                        "working-set sizes in MiB (default: cpu small,64; cuda 4,...,1024)")
+    parser.add_argument("--repeat", type=positive_int, default=15,
+                        help="timed calls per case (median)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny shapes, one call each: checks the code paths (simulator ok)")
+    for flag, what in (("--crossover", "serial vs parallel LayerNorm forward (CPU)"),
+                       ("--latency", "small-call latency (CPU)"),
+                       ("--startup", "compile and cached-load time (CPU)"),
+                       ("--accuracy", "float32 error on hard inputs (kernels.accuracy)")):
+        parser.add_argument(flag, action="store_true", help=what)
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    """Run what args ask for; returns the JSON report of a kernel table (None otherwise)."""
+    if args.accuracy:
+        from kernels import accuracy
+
+        accuracy.main([])
+        return None
+    cpu_only = [flag for flag in ("crossover", "latency", "startup") if getattr(args, flag)]
+    if cpu_only and args.device != "cpu":
+        raise SystemExit(f"--{cpu_only[0]} measures the CPU kernels: leave out --device cuda")
+    if args.crossover:
+        crossover(args.repeat)
+        return None
+    if args.latency:
+        latency(args.repeat)
+        return None
+    if args.startup:
+        startup()
+        return None
+    if args.device == "cuda":
+        reason = cuda_unavailable_reason(args.smoke)
+        if reason is not None:
+            raise SystemExit(f"cuda benchmark cannot run: {reason}")
+    device = Device(args.device)
+    repeat = 1 if args.smoke else args.repeat
+    sizes = ["smoke"] if args.smoke else (args.sizes or DEFAULT_SIZES[args.device]).split(",")
+    for size in sizes:
+        if size not in ("small", "smoke"):
+            try:
+                float(size)
+            except ValueError:
+                raise SystemExit(f"--sizes takes 'small' and MiB numbers, got {size!r}") from None
+    print(f"{device.description()}, torch "
+          f"{None if device.torch is None else device.torch.__version__}, float32, median of "
+          f"{repeat}\n")
+    if device.torch_note:
+        print(f"note: {device.torch_note}\n")
+    if device.name == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive":
+        print("note: PyTorch shares this process's OpenMP runtime, and passive waiting (our\n"
+              "default, safe on a busy machine) makes its small multi-threaded calls several\n"
+              "times slower; on a quiet machine OMP_WAIT_POLICY=active compares like with like\n")
+    rows = kernel_table(device, sizes, repeat)
+    print_table(rows)
+    report = dict(meta=dict(device=device.description(), machine=platform.machine(),
+                            processor=platform.processor(), threads=numba.get_num_threads(),
+                            numba=numba.__version__, repeat=repeat,
+                            torch=None if device.torch is None else device.torch.__version__,
+                            torch_note=device.torch_note, units="MiB = 2^20 bytes of x"),
+                  rows=rows)
+    if device.name == "cpu":
+        report["meta"]["threading_layer"] = numba.threading_layer()
+        print(f"\nnumba threading layer: {numba.threading_layer()}")
+    return report
+
+
+def write_json(report: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"\nwrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--sizes", default="small,large",
-                        help="comma list of 'small' (example shapes) and 'large' (64 MB)")
-    parser.add_argument("--repeat", type=int, default=15, help="timed calls per case (median)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    parser.add_argument("--crossover", action="store_true")
-    parser.add_argument("--startup", action="store_true")
-    parser.add_argument("--accuracy", action="store_true")
-    args, rest = parser.parse_known_args(argv)
-    if args.device == "cuda":
-        from kernels import cuda_bench
-
-        return cuda_bench.main([a for a in (argv or sys.argv[1:]) if a not in ("--device",
-                                                                                "cuda")])
-    if args.accuracy:
-        from kernels import accuracy
-
-        return accuracy.main(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.crossover:
-        crossover(args.repeat)
-        return 0
-    if args.startup:
-        startup()
-        return 0
-    try:
-        import torch
-
-        torch.set_num_threads(numba.get_num_threads())
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-        print("PyTorch is not installed: its columns are empty (pip install torch==2.13.0)")
-    policy = os.environ.get("OMP_WAIT_POLICY", "")
-    print(f"{numba.get_num_threads()} threads, numba {numba.__version__}, torch "
-          f"{torch_version}, float32, median of {args.repeat}, OMP_WAIT_POLICY={policy}\n")
-    if policy.lower() == "passive":
-        print("note: PyTorch shares this process's OpenMP runtime, and passive waiting (our\n"
-              "default, safe on a busy machine) makes its small multi-threaded calls several\n"
-              "times slower; on a quiet machine OMP_WAIT_POLICY=active compares like with like\n")
-    rng = np.random.default_rng(0)
-    rows = []
-    copy_by_size: dict[int, float] = {}  # one copy measurement per working-set size
-    for size in args.sizes.split(","):
-        if size not in ("small", "large"):
-            parser.error(f"--sizes takes 'small' and/or 'large', got {size!r}")
-        for case in cases(size, rng):
-            nbytes = max(int(np.prod(case.shape)) * 4, 1 << 20)
-            if nbytes not in copy_by_size:
-                copy_by_size[nbytes] = copy_gbps(nbytes, 3 * args.repeat)
-            rows += run_case(case, args.repeat, copy_by_size[nbytes])
-            del case
-    print_table(rows)
-    print(f"\nnumba threading layer: {numba.threading_layer()}")
-    if args.json:
-        meta = dict(machine=platform.machine(), processor=platform.processor(),
-                    threads=numba.get_num_threads(), threading_layer=numba.threading_layer(),
-                    numba=numba.__version__, torch=torch_version, repeat=args.repeat)
-        with open(args.json, "w") as f:
-            json.dump(dict(meta=meta, rows=rows), f, indent=1)
-        print(f"\nwrote {args.json}")
+    args = add_arguments(parser).parse_args(argv)
+    report = run(args)
+    if report is not None and args.json:
+        write_json(report, args.json)
     return 0
 
 

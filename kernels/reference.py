@@ -1,7 +1,9 @@
 """Float64 NumPy reference of every normalization forward and backward: the spec.
 
-Written to be read, not to be fast. Every function has the name and signature of
-its kernel in `kernels.cpu`; results are always float64, whatever the input dtype.
+Written to be read, not to be fast. Every function has the name and signature that
+kernels/api.py declares, as in `kernels.cpu` and `kernels.cuda`; results are always
+float64, whatever the input dtype. A backward with param_grads=False returns None for
+dweight and dbias, as the kernels do.
 
 Notation (KERNELS.md): a *set* is what one mean and variance are taken over,
 mu = mean(set), var = mean((x - mu)^2) (biased), r = 1/sqrt(var + eps),
@@ -40,6 +42,11 @@ def _zeros_if_none(array: np.ndarray | None, size: int) -> np.ndarray:
     return np.zeros(size) if array is None else array
 
 
+def _masked(dx: np.ndarray, param_grads: bool, *grads: np.ndarray) -> tuple:
+    """(dx, *grads), or (dx, None, ...) when the parameter gradients are not wanted."""
+    return (dx, *(grads if param_grads else (None,) * len(grads)))
+
+
 def layer_norm_forward(
     x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,8 +64,9 @@ def layer_norm_forward(
 
 
 def layer_norm_backward(
-    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+    weight: np.ndarray | None, param_grads: bool = True,
+) -> tuple:
     """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)) per row, g = dy·weight;
     dweight = sum over rows of dy·xhat; dbias = sum over rows of dy."""
     dy, x, mean, inv_std = map(_as64, (dy, x, mean, inv_std))
@@ -68,7 +76,7 @@ def layer_norm_backward(
     sum_g = g.sum(axis=1, keepdims=True)
     sum_g_xhat = (g * xhat).sum(axis=1, keepdims=True)
     dx = inv_std[:, None] / cols * (cols * g - sum_g - xhat * sum_g_xhat) if cols else g
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return _masked(dx, param_grads, (dy * xhat).sum(axis=0), dy.sum(axis=0))
 
 
 def rms_norm_forward(
@@ -83,8 +91,9 @@ def rms_norm_forward(
 
 
 def rms_norm_backward(
-    dy: np.ndarray, x: np.ndarray, inv_rms: np.ndarray, weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
+    dy: np.ndarray, x: np.ndarray, inv_rms: np.ndarray, weight: np.ndarray | None,
+    param_grads: bool = True,
+) -> tuple:
     """dx = r·(g - xhat·mean(g·xhat)) per row, xhat = x·r, g = dy·weight;
     dweight = sum over rows of dy·xhat."""
     dy, x, inv_rms = map(_as64, (dy, x, inv_rms))
@@ -92,20 +101,21 @@ def rms_norm_backward(
     g = dy * _ones_if_none(_as64(weight), x.shape[1])
     mean_g_xhat = _mean(g * xhat, axis=1)[:, None] if x.shape[1] else 0.0
     dx = inv_rms[:, None] * (g - xhat * mean_g_xhat)
-    return dx, (dy * xhat).sum(axis=0)
+    return _masked(dx, param_grads, (dy * xhat).sum(axis=0))
 
 
 def group_norm_forward(
     x: np.ndarray, num_groups: int, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """GroupNorm of x (N, C, S): one set per (sample, group) of C/num_groups
     channels times S positions; y = xhat·weight[c] + bias[c] (per channel).
-    Returns (y, mean, inv_std) with mean, inv_std of shape (N, num_groups).
-    InstanceNorm is num_groups == C."""
+    Returns (y, mean, inv_std, var), each statistic of shape (N, num_groups), var the
+    biased variance. InstanceNorm is num_groups == C."""
     x = _as64(x)
     batch, channels, spatial = x.shape
     sets = x.reshape(batch * num_groups, channels // num_groups * spatial)
     mean, inv_std = _moments(sets, eps)
+    var = _mean((sets - mean[:, None]) ** 2, axis=1)
     xhat = ((sets - mean[:, None]) * inv_std[:, None]).reshape(x.shape)
     weight = _ones_if_none(_as64(weight), channels)[:, None]
     bias = _zeros_if_none(_as64(bias), channels)[:, None]
@@ -113,6 +123,7 @@ def group_norm_forward(
         xhat * weight + bias,
         mean.reshape(batch, num_groups),
         inv_std.reshape(batch, num_groups),
+        var.reshape(batch, num_groups),
     )
 
 
@@ -123,7 +134,8 @@ def group_norm_backward(
     inv_std: np.ndarray,
     num_groups: int,
     weight: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    param_grads: bool = True,
+) -> tuple:
     """Per (sample, group) set of n elements, g = dy·weight[c]:
     dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat));
     dweight[c] = sum over N, S of dy·xhat; dbias[c] = sum over N, S of dy."""
@@ -141,7 +153,7 @@ def group_norm_backward(
     sum_g = np.repeat(sum_g, per_channel, axis=1)[:, :, None]
     sum_g_xhat = np.repeat(sum_g_xhat, per_channel, axis=1)[:, :, None]
     dx = inv_std_per_channel / n * (n * g - sum_g - xhat * sum_g_xhat) if n else g
-    return dx, (dy * xhat).sum(axis=(0, 2)), dy.sum(axis=(0, 2))
+    return _masked(dx, param_grads, (dy * xhat).sum(axis=(0, 2)), dy.sum(axis=(0, 2)))
 
 
 def batch_norm_forward_train(
@@ -179,8 +191,9 @@ def batch_norm_forward_eval(
 
 
 def batch_norm_backward(
-    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+    weight: np.ndarray | None, param_grads: bool = True,
+) -> tuple:
     """BatchNorm (training) backward, per channel set of n = N·S elements:
     dx = (weight·r/n)·(n·dy - sum(dy) - xhat·sum(dy·xhat));
     dweight = sum(dy·xhat); dbias = sum(dy)."""
@@ -192,7 +205,7 @@ def batch_norm_backward(
     dbias = dy.sum(axis=(0, 2))
     scale = (_ones_if_none(_as64(weight), channels) * inv_std)[:, None]
     dx = scale / n * (n * dy - dbias[:, None] - xhat * dweight[:, None]) if n else dy
-    return dx, dweight, dbias
+    return _masked(dx, param_grads, dweight, dbias)
 
 
 def batch_norm_backward_eval(
@@ -202,7 +215,8 @@ def batch_norm_backward_eval(
     running_var: np.ndarray,
     weight: np.ndarray | None,
     eps: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    param_grads: bool = True,
+) -> tuple:
     """BatchNorm (eval) backward of the per-channel affine map:
     dx = dy·a_c, a_c = weight·rsqrt(running_var + eps);
     dweight = sum(dy·(x - running_mean))·rsqrt(running_var + eps); dbias = sum(dy)."""
@@ -211,4 +225,5 @@ def batch_norm_backward_eval(
     inv_std = 1.0 / np.sqrt(running_var + eps)
     scale = _ones_if_none(_as64(weight), channels) * inv_std
     xhat = (x - running_mean[:, None]) * inv_std[:, None]
-    return dy * scale[:, None], (dy * xhat).sum(axis=(0, 2)), dy.sum(axis=(0, 2))
+    return _masked(dy * scale[:, None], param_grads, (dy * xhat).sum(axis=(0, 2)),
+                   dy.sum(axis=(0, 2)))

@@ -25,7 +25,8 @@ import torch
 
 import kernels.reference as reference
 import tinygrad_norm as tn
-from kernels import cpu
+from kernels import api, cpu
+from kernels.cases import CASES
 from tinygrad_norm.nn import functional as F
 
 CLEAR_ERRORS = (TypeError, ValueError, RuntimeError)
@@ -402,37 +403,29 @@ def run_functional(case: dict) -> None:
 
 # ---------------------------------------------------------------------------- kernels
 
-# Argument roles of each kernel; "stats" stands for the statistics its forward returned.
-KERNEL_ARGS = {
-    "layer_norm_forward": ("x2", "cols", "cols", "eps"),
-    "layer_norm_backward": ("x2", "x2", "stats", "stats", "cols"),
-    "rms_norm_forward": ("x2", "cols", "eps"),
-    "rms_norm_backward": ("x2", "x2", "stats", "cols"),
-    "group_norm_forward": ("x3", "groups", "channels", "channels", "eps"),
-    "group_norm_backward": ("x3", "x3", "stats", "stats", "groups", "channels"),
-    "batch_norm_forward_train": ("x3", "channels", "channels", "eps"),
-    "batch_norm_forward_eval": ("x3", "channels", "positive", "channels", "channels", "eps"),
-    "batch_norm_backward": ("x3", "x3", "stats", "stats", "channels"),
-    "batch_norm_backward_eval": ("x3", "x3", "channels", "positive", "channels", "eps"),
-}
+# What each argument of kernels/api.py is drawn as; "stats" stands for the statistics its
+# forward returned.
+ROLES = {"weight": "features", "bias": "features", "mean": "stats", "inv_std": "stats",
+         "inv_rms": "stats", "running_mean": "features", "running_var": "positive", "eps": "eps",
+         "num_groups": "groups"}
+KERNEL_ARGS = {kernel.name: tuple(("x2" if kernel.layout == "rows" else "x3")
+                                  if name in ("x", "dy") else ROLES[name]
+                                  for name in kernel.arguments if name != "param_grads")
+               for kernel in api.KERNELS}
 
 
 def _forward_stats(case: dict, x: np.ndarray, weight: np.ndarray, rng) -> list:
     """The statistics a backward kernel takes, from the forward on the same x: the backward
     kernels refine the saved mean (they measure its rounding), so arbitrary values are not a
     meaningful input. With an invalid num_groups there is no forward; random stand-ins."""
-    kind, eps = case["kind"], 1e-5
+    norm = next(c for c in CASES if c.backward == case["kind"])
+    named = {"x": x, "weight": weight, "bias": None, "eps": 1e-5, "num_groups": case["groups"]}
     try:
-        if kind == "layer_norm_backward":
-            return list(cpu.layer_norm_forward(x, weight, None, eps)[1:3])
-        if kind == "rms_norm_backward":
-            return [cpu.rms_norm_forward(x, weight, eps)[1]]
-        if kind == "group_norm_backward":
-            return list(cpu.group_norm_forward(x, case["groups"], weight, None, eps)[1:3])
-        return list(cpu.batch_norm_forward_train(x, weight, None, eps)[1:3])
+        forward = norm.run_forward(cpu, named)
     except CLEAR_ERRORS:
         shape = (x.shape[0], max(1, case["groups"]))
         return [_param(rng, shape, x.dtype), _param(rng, shape, x.dtype)]
+    return [forward[name] for name in api.BY_NAME[case["kind"]].arguments if name in forward]
 
 
 def _corrupt(value, corruption: str, bad_dtype: str):
@@ -466,8 +459,7 @@ def _kernel_arguments(case: dict, rng) -> list:
     by_role = {
         "x2": lambda: rng.standard_normal(x_shape[:2]).astype(dtype),
         "x3": lambda: rng.standard_normal(x_shape).astype(dtype),
-        "cols": lambda: _param(rng, (channels,), dtype),
-        "channels": lambda: _param(rng, (channels,), dtype),
+        "features": lambda: _param(rng, (channels,), dtype),
         "positive": lambda: rng.uniform(0.5, 2, channels).astype(dtype),
         "groups": lambda: case["groups"],
         "eps": lambda: case["eps"],

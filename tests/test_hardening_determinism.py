@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from kernels import cpu
+from kernels.cases import CASES
 
 # A short training run in a fresh process: per-step losses as exact hex floats, and a digest
 # of every final parameter and buffer. BatchNorm sees 80·16·8·8 = 81,920 elements per batch
@@ -59,39 +60,13 @@ def test_same_seed_gives_bitwise_identical_training_runs_in_fresh_processes():
     assert first["state"] == second["state"]
 
 
-def _large_calls():
-    rng = np.random.default_rng(5)
-    x3 = (rng.standard_normal((16, 8, 1031)) + 100).astype(np.float32)  # 131,968 elements
-    dy3 = rng.standard_normal(x3.shape).astype(np.float32)
-    x2, dy2 = x3.reshape(128, 1031), dy3.reshape(128, 1031)
-    w3, w2 = rng.uniform(0.5, 2, 8).astype(np.float32), rng.uniform(0.5, 2, 1031).astype(
-        np.float32)
-    _, m2, r2 = cpu.layer_norm_forward(x2, w2, w2, 1e-5)
-    _, inv_rms = cpu.rms_norm_forward(x2, w2, 1e-5)
-    _, mg, rg = cpu.group_norm_forward(x3, 2, w3, w3, 1e-5)
-    _, mb, rb, _ = cpu.batch_norm_forward_train(x3, w3, w3, 1e-5)
-    return {
-        "layer_norm_forward": lambda: cpu.layer_norm_forward(x2, w2, w2, 1e-5),
-        "layer_norm_backward": lambda: cpu.layer_norm_backward(dy2, x2, m2, r2, w2),
-        "rms_norm_forward": lambda: cpu.rms_norm_forward(x2, w2, 1e-5),
-        "rms_norm_backward": lambda: cpu.rms_norm_backward(dy2, x2, inv_rms, w2),
-        "group_norm_forward": lambda: cpu.group_norm_forward(x3, 2, w3, w3, 1e-5),
-        "group_norm_backward": lambda: cpu.group_norm_backward(dy3, x3, mg, rg, 2, w3),
-        "batch_norm_forward_train": lambda: cpu.batch_norm_forward_train(x3, w3, w3, 1e-5),
-        "batch_norm_forward_eval": lambda: cpu.batch_norm_forward_eval(x3, mb, w3, w3, w3, 1e-5),
-        "batch_norm_backward": lambda: cpu.batch_norm_backward(dy3, x3, mb, rb, w3),
-        "batch_norm_backward_eval":
-            lambda: cpu.batch_norm_backward_eval(dy3, x3, mb, w3, w3, 1e-5),
-    }
-
-
-@pytest.mark.parametrize("name", cpu.__all__)
-def test_kernels_are_bitwise_reproducible_call_to_call_on_the_parallel_path(name):
-    call = _large_calls()[name]
-    first = call()
-    first = first if isinstance(first, tuple) else (first,)
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_kernels_are_bitwise_reproducible_call_to_call_on_the_parallel_path(case):
+    """131,968 elements (above the parallel threshold), offset by 100."""
+    shape = (16, 8, 1031) if case.layout == "ncs" else (128, 1031)
+    inputs = case.inputs(shape, np.float32, seed=5,
+                         values=lambda rng, shape: rng.standard_normal(shape) + 100)
+    first = sum(case.run(cpu, inputs), ())
     for _ in range(4):
-        again = call()
-        again = again if isinstance(again, tuple) else (again,)
-        for i, (a, b) in enumerate(zip(first, again)):
-            assert a.tobytes() == b.tobytes(), f"{name} output {i} changed between calls"
+        for i, (a, b) in enumerate(zip(first, sum(case.run(cpu, inputs), ()))):
+            assert a.tobytes() == b.tobytes(), f"{case.name} output {i} changed between calls"

@@ -39,6 +39,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernels import api
+
 WORKER = Path(__file__).with_name("hardening_fuzz_worker.py")
 LONG_RUN = os.environ.get("TINYGRAD_NORM_FUZZ_EXAMPLES")
 CASE_TIMEOUT_S = 120
@@ -247,9 +249,7 @@ def functional_cases(draw):
     return _keep_reference_exact(case)
 
 
-KERNELS = ["layer_norm_forward", "layer_norm_backward", "rms_norm_forward", "rms_norm_backward",
-           "group_norm_forward", "group_norm_backward", "batch_norm_forward_train",
-           "batch_norm_forward_eval", "batch_norm_backward", "batch_norm_backward_eval"]
+KERNELS = list(api.NAMES)
 CORRUPTIONS = ["none", "none", "wrong_dtype", "wrong_size", "wrong_rank", "non_contiguous",
                "negative", "nan", "none_arg", "list"]
 

@@ -12,38 +12,24 @@ import pytest
 
 import tinygrad_norm as tn
 from kernels import cpu
+from kernels.cases import CASES
 
 THREADS = 4
 SHAPES = [(6, 5, 7), (3, 8, 2731)]  # serial kernels; parallel drivers (65544 elements)
 
 
 def _kernel_calls(shape, seed):
-    """(name, thunk) pairs covering every kernel, on inputs drawn from `seed`."""
-    rng = np.random.default_rng(seed)
+    """(name, thunk) pairs covering every kernel (kernels/cases.py), on inputs from `seed`."""
     n, c, s = shape
-    x3 = rng.standard_normal(shape).astype(np.float32) + 3
-    dy3 = rng.standard_normal(shape).astype(np.float32)
-    x2, dy2 = x3.reshape(n * c, s), dy3.reshape(n * c, s)
-    w2, w3 = rng.uniform(0.5, 2, s).astype(np.float32), rng.uniform(0.5, 2, c).astype(np.float32)
-    bias3, var3 = w3 - 1, w3.copy()
-    _, m2, r2 = cpu.layer_norm_forward(x2, w2, None, 1e-5)
-    _, inv_rms = cpu.rms_norm_forward(x2, w2, 1e-5)
-    _, mg, rg = cpu.group_norm_forward(x3, 1, w3, None, 1e-5)
-    _, mb, rb, _ = cpu.batch_norm_forward_train(x3, w3, None, 1e-5)
-    return [
-        ("layer_norm_forward", lambda: cpu.layer_norm_forward(x2, w2, None, 1e-5)),
-        ("layer_norm_backward", lambda: cpu.layer_norm_backward(dy2, x2, m2, r2, w2)),
-        ("rms_norm_forward", lambda: cpu.rms_norm_forward(x2, w2, 1e-5)),
-        ("rms_norm_backward", lambda: cpu.rms_norm_backward(dy2, x2, inv_rms, w2)),
-        ("group_norm_forward", lambda: cpu.group_norm_forward(x3, 1, w3, bias3, 1e-5)),
-        ("group_norm_backward", lambda: cpu.group_norm_backward(dy3, x3, mg, rg, 1, w3)),
-        ("batch_norm_forward_train", lambda: cpu.batch_norm_forward_train(x3, w3, bias3, 1e-5)),
-        ("batch_norm_forward_eval",
-         lambda: cpu.batch_norm_forward_eval(x3, bias3, var3, w3, bias3, 1e-5)),
-        ("batch_norm_backward", lambda: cpu.batch_norm_backward(dy3, x3, mb, rb, w3)),
-        ("batch_norm_backward_eval",
-         lambda: cpu.batch_norm_backward_eval(dy3, x3, bias3, var3, w3, 1e-5)),
-    ]
+    calls = []
+    for case in CASES:
+        inputs = case.inputs(shape if case.layout == "ncs" else (n * c, s), np.float32, seed)
+        saved = case.run_forward(cpu, inputs)
+        calls += [(case.forward, lambda case=case, inputs=inputs:
+                   case.run_forward(cpu, inputs)["y"]),
+                  (case.backward, lambda case=case, inputs=inputs, saved=saved:
+                   case.run_backward(cpu, inputs, saved))]
+    return calls
 
 
 def _as_tuple(result):

@@ -33,7 +33,7 @@ def check_layer(torch_layer: torch.nn.Module, our_layer: nn.Module, shape: tuple
     x = rng.uniform(-2, 2, size=shape).astype(dtype)
     ours, theirs = tn.Tensor(x.copy(), requires_grad=True), torch.tensor(x, requires_grad=True)
     out_ours, out_theirs = our_layer(ours), torch_layer(theirs)
-    tol = TOLERANCES[dtype]
+    tol = TOLERANCES["torch"][dtype]
     assert out_ours.shape == tuple(out_theirs.shape)
     assert out_ours.dtype == dtype
     np.testing.assert_allclose(out_ours.detach().numpy(), out_theirs.detach().numpy(), **tol)

@@ -5,9 +5,11 @@ Every differentiable operation is a subclass of `Function` with two static metho
     forward(ctx, *args, **kwargs) -> np.ndarray     # Tensor args arrive as plain arrays
     backward(ctx, grad_output)    -> one gradient per positional arg (None where there is none)
 
-`Function.apply(*args, **kwargs)` unwraps Tensor arguments, runs forward, and, when gradients
-are enabled and some input requires grad, links the output Tensor to a context node so that
-`Tensor.backward()` can send gradients back through `backward`.
+`Function.apply(*args, **kwargs)` unwraps Tensor arguments, records their common device as
+`ctx.device` (forward picks its kernels by it; a forward that moves data, ToDevice, sets it to
+where its output lives), runs forward, and, when gradients are enabled and some input requires
+grad, links the output Tensor to a context node so that `Tensor.backward()` can send gradients
+back through `backward`.
 """
 
 from __future__ import annotations
@@ -91,9 +93,9 @@ class Function:
         )
         ctx = Context(cls, args if needs_grad else ())
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        device = _common_device(cls, args, Tensor)
+        ctx.device = _common_device(cls, args, Tensor)
         out = cls.forward(ctx, *arrays, **kwargs)
-        result = Tensor._wrap(out, device=device)
+        result = Tensor._wrap(out, device=ctx.device)
         if needs_grad:
             result.requires_grad = True
             result._ctx = ctx

@@ -71,26 +71,17 @@ def _gradcheck(args) -> int:
 
 
 def _bench(args) -> int:
-    """The kernel table of `python -m kernels.bench`, then (for a plain CPU run) the same
-    normalizations through the layers with autograd, added to the --json file if given."""
-    import json
+    """The kernel table of `python -m kernels.bench`, then (for a CPU kernel table) the same
+    normalizations through the layers with autograd, in the same --json report."""
+    from kernels import bench
 
-    from kernels.bench import main as bench_main
+    report = bench.run(args)
+    if report is not None and args.device == "cpu" and not args.smoke and not args.no_layers:
+        from .layer_bench import main as layer_bench_main
 
-    status = bench_main(args.bench_args)
-    special = {"--crossover", "--startup", "--accuracy", "cuda", "-h", "--help"}
-    if status or special & set(args.bench_args):
-        return status
-    from .layer_bench import main as layer_bench_main
-
-    rows = layer_bench_main()
-    if "--json" in args.bench_args:
-        path = args.bench_args[args.bench_args.index("--json") + 1]
-        with open(path) as f:
-            report = json.load(f)
-        report["layers"] = rows
-        with open(path, "w") as f:
-            json.dump(report, f, indent=1)
+        report["layers"] = layer_bench_main()
+    if report is not None and args.json:
+        bench.write_json(report, args.json)
     return 0
 
 
@@ -106,20 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(run=_gradcheck)
 
-    bench = sub.add_parser("bench", help="benchmark the kernels against PyTorch "
-                                         "(arguments go to python -m kernels.bench)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    from kernels import bench as kernel_bench
+
+    bench = sub.add_parser("bench", help="benchmark the kernels (and the layers) against "
+                                         "PyTorch and the copy bandwidth",
+                           description=kernel_bench.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    kernel_bench.add_arguments(bench)
+    bench.add_argument("--no-layers", action="store_true",
+                       help="leave out the layer table (forward+backward with autograd)")
     bench.set_defaults(run=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if args.command == "bench":  # its options belong to python -m kernels.bench
-        args.bench_args = unknown + args.bench_args
-    elif unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     return args.run(args)
 
 

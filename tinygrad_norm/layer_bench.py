@@ -2,7 +2,8 @@
 
 `tinygrad-norm bench` prints this after the kernel table of `python -m kernels.bench`: it is
 what a training step pays per layer at the shapes the examples use (the kernels alone are
-measured there; this adds validation, reshapes and the autograd graph).
+measured there; this adds validation, reshapes and the autograd graph). Without PyTorch the
+torch column is empty.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ LAYERS = [
 
 def _step_seconds(layer, make_input, upstream, repeat: int) -> float:
     def step():
-        x = make_input()
-        layer(x).backward(upstream)
+        layer(make_input()).backward(upstream)
 
     step()
     times = []
@@ -41,30 +41,35 @@ def _step_seconds(layer, make_input, upstream, repeat: int) -> float:
 
 
 def compare(repeat: int = 50) -> list[dict]:
-    """Median forward+backward time per layer, ours and PyTorch's, same threads."""
+    """Median forward+backward time per layer, ours and (if installed) PyTorch's, same
+    threads, three interleaved rounds (the best round's median of each)."""
     import numba
-    import torch
 
-    torch.set_num_threads(numba.get_num_threads())
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    else:
+        torch.set_num_threads(numba.get_num_threads())
     rng = np.random.default_rng(0)
     rows = []
     for name, args, shape in LAYERS:
         x = rng.standard_normal(shape).astype(np.float32)
         dy = rng.standard_normal(shape).astype(np.float32)
-        ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
-        tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
-        def ours_input(x=x):
-            return Tensor(x, requires_grad=True)
-
-        def theirs_input(tx=tx):
-            return tx.clone().requires_grad_()
-
-        ours_s = theirs_s = float("inf")
-        for _ in range(3):  # interleaved rounds; the best round's median of each
-            ours_s = min(ours_s, _step_seconds(ours, ours_input, dy, repeat))
-            theirs_s = min(theirs_s, _step_seconds(theirs, theirs_input, tdy, repeat))
+        ours = getattr(nn, name)(*args)
+        ours_s = torch_s = float("inf")
+        for _ in range(3):
+            ours_s = min(ours_s, _step_seconds(ours, lambda x=x: Tensor(x, requires_grad=True),
+                                               dy, repeat))
+            if torch is not None:
+                theirs, tx = getattr(torch.nn, name)(*args), torch.from_numpy(x)
+                torch_s = min(torch_s, _step_seconds(
+                    theirs, lambda tx=tx: tx.clone().requires_grad_(), torch.from_numpy(dy),
+                    repeat))
+        has_torch = torch is not None
         rows.append(dict(layer=name, shape=list(shape), ours_us=ours_s * 1e6,
-                         torch_us=theirs_s * 1e6, speedup=theirs_s / ours_s))
+                         torch_us=torch_s * 1e6 if has_torch else None,
+                         speedup=torch_s / ours_s if has_torch else None))
     return rows
 
 
@@ -74,6 +79,7 @@ def main(repeat: int = 50) -> list[dict]:
           f"{'torch us':>9s} {'speedup':>8s}")
     for r in rows:
         shape = "x".join(str(s) for s in r["shape"])
-        print(f"{r['layer']:36s} {shape:>12s} {r['ours_us']:9.1f} {r['torch_us']:9.1f} "
-              f"{r['speedup']:7.2f}x")
+        torch_us = "-" if r["torch_us"] is None else f"{r['torch_us']:9.1f}"
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:7.2f}x"
+        print(f"{r['layer']:36s} {shape:>12s} {r['ours_us']:9.1f} {torch_us:>9s} {speedup:>8s}")
     return rows

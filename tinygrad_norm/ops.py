@@ -347,11 +347,12 @@ class Contiguous(Function):
 
 
 class ToDevice(Function):
-    """A copy to another device; the gradient is copied back (Tensor.to sets the device)."""
+    """A copy to another device; the gradient is copied back to the source device."""
 
     @staticmethod
-    def forward(ctx, a, device, source_device):
-        ctx.source_device = source_device
+    def forward(ctx, a, device):
+        ctx.source_device = ctx.device
+        ctx.device = device  # where the output lives
         return to_device(a, device)
 
     @staticmethod

@@ -224,8 +224,7 @@ class Tensor:
         if device is not None:
             target = _normalize_device(device)
             if target != self.device:
-                result = ops.ToDevice.apply(self, device=target, source_device=self.device)
-                result.device = target
+                result = ops.ToDevice.apply(self, device=target)
         if dtype is None or np.dtype(dtype) == result.dtype:
             return result
         return ops.Cast.apply(result, dtype=np.dtype(dtype))

@@ -1,7 +1,7 @@
 """Numba CPU kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm and RMSNorm.
 
-Same names and signatures as `kernels.reference` and `kernels.cuda`. Kernels are
-compiled lazily on first use for the dtype they see and cached on disk
+The functions that kernels/api.py declares, as `kernels.reference` and `kernels.cuda` do.
+Kernels are compiled lazily on first use for the dtype they see and cached on disk
 (`cache=True`); kernels/numba_cache.py decides where (NUMBA_CACHE_DIR, the package,
 ~/.cache, else a temp dir: a read-only install never fails) and invalidates a cached
 kernel when any source file of its directory changes.
@@ -12,6 +12,7 @@ import warnings
 import numba
 
 import kernels  # noqa: F401  (sets the OpenMP wait policy and threading layer first)
+from kernels import api
 
 try:  # installs the cache locators before any @njit; it builds on Numba internals
     from kernels import numba_cache  # noqa: F401
@@ -34,15 +35,4 @@ from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 if numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = "threadsafe"
 
-__all__ = [
-    "batch_norm_backward",
-    "batch_norm_backward_eval",
-    "batch_norm_forward_eval",
-    "batch_norm_forward_train",
-    "group_norm_backward",
-    "group_norm_forward",
-    "layer_norm_backward",
-    "layer_norm_forward",
-    "rms_norm_backward",
-    "rms_norm_forward",
-]
+__all__ = list(api.NAMES)

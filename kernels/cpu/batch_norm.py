@@ -24,7 +24,9 @@ Parallel drivers split the samples (N) into one chunk per thread. With S == 1
 (BatchNorm1d on (N, C)) each plane is a single element, so the passes run over
 channels in the inner loop instead, which is the loop that vectorizes there. The
 per-channel arithmetic between the passes runs in `_finish_*`, compiled, because
-a dozen small NumPy calls cost more than the whole kernel at the examples' sizes.
+a dozen small NumPy calls cost more than the whole kernel at the examples' sizes;
+a missing weight or bias compiles its own variant of them. param_grads=False skips
+eval backward's sums pass (training backward needs the same sums for dx).
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import buffers, validation
+from kernels.cpu import buffers
 from kernels.cpu.stats import (
     chunk_bounds,
     gradient_sums,
+    inv_sqrt,
     jit,
     parallel_jit,
     shifted_sums,
     sum_partials,
     use_parallel,
 )
+from kernels.validation import HOST as check
+from kernels.validation import check_eps
 
 
 @jit
@@ -158,13 +163,13 @@ def _finish_statistics(parts, shift, n, weight, bias, eps, mean, inv_std, var, s
     for c in range(channels):
         centre = sums[0, c] / n
         variance = max(sums[1, c] / n - centre * centre, 0.0)
-        r = 1.0 / np.sqrt(variance + eps)
-        a = r * weight[c]
+        r = inv_sqrt(variance, eps)
+        a = r if weight is None else r * weight[c]
         mean[c] = shift[c] + centre
         inv_std[c] = r
         var[c] = variance
         scale[c] = a
-        offset[c] = bias[c] - centre * a
+        offset[c] = -centre * a if bias is None else bias[c] - centre * a
 
 
 @jit
@@ -180,7 +185,7 @@ def _finish_gradient(parts, n, inv_std, weight, dweight, dbias, dy_scale, x_scal
         sum_dy, sum_dy_d, correction = sums[0, c], sums[1, c], sums[2, c] / n
         r = np.float64(inv_std[c])
         dweight_c = r * (sum_dy_d - correction * sum_dy)
-        a = r * weight[c]
+        a = r if weight is None else r * weight[c]
         k = a * dweight_c / n
         dweight[c] = dweight_c
         dbias[c] = sum_dy
@@ -213,24 +218,20 @@ def _run_gradient_sums(dy, x, centre) -> np.ndarray:
 
 
 def _check_channel_input(x: np.ndarray, weight: np.ndarray | None) -> None:
-    validation.check_array("x", x, 3)
-    validation.check_vector("weight", weight, x.shape[1], x.dtype, "one per channel, x.shape[1]")
+    check.array("x", x, 3)
+    check.vector("weight", weight, x.shape[1], x.dtype, "one per channel, x.shape[1]")
 
 
 def _check_running_stats(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray) -> None:
     why = "one per channel, x.shape[1]"
-    validation.check_vector("running_mean", running_mean, x.shape[1], x.dtype, why,
-                            optional=False)
-    validation.check_vector("running_var", running_var, x.shape[1], x.dtype, why,
-                            optional=False)
+    check.statistics("running_mean", running_mean, (x.shape[1],), x.dtype, why)
+    check.statistics("running_var", running_var, (x.shape[1],), x.dtype, why)
 
 
-def _ones_if_none(weight: np.ndarray | None, like: np.ndarray) -> np.ndarray:
-    return np.ones(like.shape[1], like.dtype) if weight is None else weight
-
-
-def _zeros_if_none(bias: np.ndarray | None, like: np.ndarray) -> np.ndarray:
-    return np.zeros(like.shape[1], like.dtype) if bias is None else bias
+def _eval_scale(weight: np.ndarray | None, running_var: np.ndarray, eps: float) -> np.ndarray:
+    """a_c = weight_c/sqrt(running_var_c + eps), in float64."""
+    inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    return inv_std if weight is None else weight * inv_std
 
 
 def batch_norm_forward_train(
@@ -244,8 +245,8 @@ def batch_norm_forward_train(
     """
     _check_channel_input(x, weight)
     batch, channels, spatial = x.shape
-    validation.check_vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
-    validation.check_eps(eps)
+    check.vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
+    eps = check_eps(eps)
     y = buffers.empty_like(x)
     if x.size == 0:
         stats = np.full(channels, np.nan, x.dtype)
@@ -260,8 +261,8 @@ def batch_norm_forward_train(
     else:
         _shifted_sums(x, shift, parts[0, 0], parts[1, 0], 0, batch)
     mean, inv_std, var, scale, offset = np.empty((5, channels), x.dtype)
-    _finish_statistics(parts, shift, batch * spatial, _ones_if_none(weight, x),
-                       _zeros_if_none(bias, x), float(eps), mean, inv_std, var, scale, offset)
+    _finish_statistics(parts, shift, batch * spatial, weight, bias, eps, mean, inv_std, var,
+                       scale, offset)
     _run_affine(x, shift, scale, offset, y)
     return y, mean, inv_std, var
 
@@ -277,13 +278,14 @@ def batch_norm_forward_eval(
     """y = (x - running_mean_c)·a_c + bias_c, a_c = weight_c/sqrt(running_var_c + eps)."""
     _check_channel_input(x, weight)
     _check_running_stats(x, running_mean, running_var)
-    validation.check_vector("bias", bias, x.shape[1], x.dtype, "one per channel, x.shape[1]")
-    validation.check_eps(eps)
+    check.vector("bias", bias, x.shape[1], x.dtype, "one per channel, x.shape[1]")
+    eps = check_eps(eps)
     y = buffers.empty_like(x)
     if x.size == 0:
         return y
-    scale = _ones_if_none(weight, x) / np.sqrt(running_var.astype(np.float64) + eps)
-    _run_affine(x, running_mean, scale.astype(x.dtype), _zeros_if_none(bias, x), y)
+    offset = np.zeros(x.shape[1], x.dtype) if bias is None else bias
+    _run_affine(x, running_mean, _eval_scale(weight, running_var, eps).astype(x.dtype), offset,
+                y)
     return y
 
 
@@ -293,32 +295,34 @@ def batch_norm_backward(
     mean: np.ndarray,
     inv_std: np.ndarray,
     weight: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    param_grads: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Training-mode backward: dx = (weight·r/n)·(n·dy - sum(dy) - xhat·sum(dy·xhat)),
     dweight = sum(dy·xhat), dbias = sum(dy), per channel over N and S.
 
-    Returns (dx, dweight, dbias); dweight and dbias have shape (C,).
+    Returns (dx, dweight, dbias); dweight and dbias have shape (C,), or are None when
+    param_grads is False.
     """
     _check_channel_input(x, weight)
     batch, channels, spatial = x.shape
-    validation.check_like("dy", dy, x, "x")
+    check.like("dy", dy, x, "x")
     why = "one per channel, x.shape[1]"
-    validation.check_vector("mean", mean, channels, x.dtype, why, optional=False)
-    validation.check_vector("inv_std", inv_std, channels, x.dtype, why, optional=False)
+    check.statistics("mean", mean, (channels,), x.dtype, why)
+    check.statistics("inv_std", inv_std, (channels,), x.dtype, why)
     dx = buffers.empty_like(x)
-    if x.size == 0:
-        return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
-    parts = _run_gradient_sums(dy, x, mean)
-    dweight, dbias, dy_scale, x_scale, offset = np.empty((5, channels), x.dtype)
-    _finish_gradient(parts, batch * spatial, inv_std, _ones_if_none(weight, x), dweight, dbias,
-                     dy_scale, x_scale, offset)
-    num_chunks = _num_chunks(x)
-    if num_chunks > 1:
-        _input_gradient_parallel(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx,
-                                 num_chunks)
-    else:
-        _input_gradient(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx, 0, batch)
-    return dx, dweight, dbias
+    dweight, dbias = np.zeros((2, channels), x.dtype)
+    if x.size:
+        parts = _run_gradient_sums(dy, x, mean)
+        dy_scale, x_scale, offset = np.empty((3, channels), x.dtype)
+        _finish_gradient(parts, batch * spatial, inv_std, weight, dweight, dbias, dy_scale,
+                         x_scale, offset)
+        num_chunks = _num_chunks(x)
+        if num_chunks > 1:
+            _input_gradient_parallel(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx,
+                                     num_chunks)
+        else:
+            _input_gradient(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx, 0, batch)
+    return (dx, dweight, dbias) if param_grads else (dx, None, None)
 
 
 def batch_norm_backward_eval(
@@ -328,19 +332,26 @@ def batch_norm_backward_eval(
     running_var: np.ndarray,
     weight: np.ndarray | None,
     eps: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    param_grads: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Eval-mode backward of y = a_c·x + b_c: dx = dy·a_c,
-    dweight = sum(dy·(x - running_mean))/sqrt(running_var + eps), dbias = sum(dy)."""
+    dweight = sum(dy·(x - running_mean))/sqrt(running_var + eps), dbias = sum(dy).
+
+    Returns (dx, dweight, dbias); dweight and dbias are None when param_grads is False,
+    and then their pass over dy and x is not made."""
     _check_channel_input(x, weight)
     channels = x.shape[1]
-    validation.check_like("dy", dy, x, "x")
+    check.like("dy", dy, x, "x")
     _check_running_stats(x, running_mean, running_var)
-    validation.check_eps(eps)
+    eps = check_eps(eps)
     dx = buffers.empty_like(x)
-    if x.size == 0:
-        return dx, np.zeros(channels, x.dtype), np.zeros(channels, x.dtype)
+    zeros = np.zeros(channels, x.dtype)
+    if x.size:
+        _run_affine(dy, zeros, _eval_scale(weight, running_var, eps).astype(x.dtype), zeros, dx)
+    if not param_grads:
+        return dx, None, None
+    if not x.size:
+        return dx, zeros, zeros.copy()
     inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     sum_dy, sum_dy_d, _ = _run_gradient_sums(dy, x, running_mean).sum(axis=1)
-    zeros = np.zeros(channels, x.dtype)
-    _run_affine(dy, zeros, (_ones_if_none(weight, x) * inv_std).astype(x.dtype), zeros, dx)
     return dx, (sum_dy_d * inv_std).astype(x.dtype), sum_dy.astype(x.dtype)

@@ -9,6 +9,7 @@ InstanceNorm kernel would be (the bench reports its GB/s against copy bandwidth)
 
 Forward, per set: mu, var from `shifted_moments`, r = 1/sqrt(var + eps),
     y = ((x - K) - centre)·r·weight[c] + bias[c]
+    var is returned too: InstanceNorm's running_var is built from it.
     traffic: read x, write y = 2·E·s while a set fits in L2.
 
 Backward, per set, g = dy·weight[c]:
@@ -17,7 +18,9 @@ Backward, per set, g = dy·weight[c]:
     which cancels when |mu| >> std; as in LayerNorm the first pass also measures
     the rounding of the saved mean, c = mean(x - mu), and centres with mu + c.
     dweight[c] = sum over N, S of dy·xhat, dbias[c] = sum of dy: one float64
-    partial row per thread chunk, merged in order.
+    partial row per thread chunk, merged in order; skipped when param_grads is
+    False (InstanceNorm's default affine=False). A missing weight or bias compiles
+    its own variant: no arrays of ones or zeros.
     traffic: read dy and x, write dx = 3·E·s.
 """
 
@@ -26,43 +29,52 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import buffers, validation
+from kernels.cpu import buffers
 from kernels.cpu.stats import (
     chunk_bounds,
     gradient_sums,
+    inv_sqrt,
     jit,
+    merge_partials,
+    new_partials,
     parallel_jit,
     shifted_moments,
-    sum_partials,
     use_parallel,
 )
+from kernels.validation import HOST as check
+from kernels.validation import check_eps, check_num_groups
 
 
 @jit
-def _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, start, stop):
+def _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, var, start,
+                  stop):
     per_group = x.shape[1] // spatial
     for i in range(start, stop):
         row, out = x[i], y[i]
-        shift, centre, r = shifted_moments(row, eps)
+        shift, centre, variance = shifted_moments(row)
+        r = inv_sqrt(variance, eps)
         centre_t = x.dtype.type(centre)
         r_t = x.dtype.type(r)
         first_channel = (i % num_groups) * per_group
         for k in range(per_group):
-            scale = r_t * weight[first_channel + k]
-            offset = bias[first_channel + k]
+            scale = r_t if weight is None else r_t * weight[first_channel + k]
+            offset = x.dtype.type(0) if bias is None else bias[first_channel + k]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_y = row[plane], out[plane]
             for s in range(spatial):  # from 0: lets LLVM drop negative-index checks
                 plane_y[s] = ((plane_x[s] - shift) - centre_t) * scale + offset
         mean[i] = shift + centre
         inv_std[i] = r
+        var[i] = variance
 
 
 @parallel_jit
-def _forward_parallel(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, num_chunks):
+def _forward_parallel(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, var,
+                      num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
-        _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, start, stop)
+        _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, var, start,
+                      stop)
 
 
 @jit
@@ -86,8 +98,9 @@ def _backward_sets(
             sum_d += plane_sum_d
             channel_sum_dy[k] = sum_dy
             channel_sum_dy_d[k] = sum_dy_d
-            sum_g += weight[first_channel + k] * sum_dy
-            sum_g_d += weight[first_channel + k] * sum_dy_d
+            scale = 1.0 if weight is None else np.float64(weight[first_channel + k])
+            sum_g += scale * sum_dy
+            sum_g_d += scale * sum_dy_d
         r = inv_std[i]
         correction = sum_d / n
         sum_g_xhat = r * (sum_g_d - correction * sum_g)
@@ -98,9 +111,11 @@ def _backward_sets(
         r_t = x.dtype.type(r)
         for k in range(per_group):
             channel = first_channel + k
-            dweight_part[channel] += r * (channel_sum_dy_d[k] - correction * channel_sum_dy[k])
-            dbias_part[channel] += channel_sum_dy[k]
-            scale = r_t * weight[channel]
+            if dweight_part is not None:
+                dweight_part[channel] += r * (channel_sum_dy_d[k]
+                                              - correction * channel_sum_dy[k])
+                dbias_part[channel] += channel_sum_dy[k]
+            scale = r_t if weight is None else r_t * weight[channel]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_dy, plane_dx = x_row[plane], dy_row[plane], dx_row[plane]
             for s in range(spatial):
@@ -110,30 +125,18 @@ def _backward_sets(
 
 @parallel_jit
 def _backward_parallel(
-    dy, x, mean, inv_std, num_groups, spatial, weight, dx, dweight_part, dbias_part
+    dy, x, mean, inv_std, num_groups, spatial, weight, dx, dweight_part, dbias_part, num_chunks
 ):
-    num_chunks = dweight_part.shape[0]
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
-        _backward_sets(
-            dy,
-            x,
-            mean,
-            inv_std,
-            num_groups,
-            spatial,
-            weight,
-            dx,
-            dweight_part[chunk],
-            dbias_part[chunk],
-            start,
-            stop,
-        )
+        _backward_sets(dy, x, mean, inv_std, num_groups, spatial, weight, dx,
+                       None if dweight_part is None else dweight_part[chunk],
+                       None if dbias_part is None else dbias_part[chunk], start, stop)
 
 
-def _check_group_input(x: np.ndarray, num_groups: int) -> None:
-    validation.check_array("x", x, 3)
-    validation.check_num_groups(num_groups, x.shape[1])
+def _check_group_input(x: np.ndarray, num_groups: int) -> int:
+    check.array("x", x, 3)
+    return check_num_groups(num_groups, x.shape[1])
 
 
 def group_norm_forward(
@@ -142,42 +145,32 @@ def group_norm_forward(
     weight: np.ndarray | None,
     bias: np.ndarray | None,
     eps: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """y = (x - mu)/sqrt(var + eps)·weight[c] + bias[c], one (mu, var) per
     (sample, group) of x (N, C, S).
 
-    Returns (y, mean, inv_std); mean and inv_std have shape (N, num_groups).
+    Returns (y, mean, inv_std, var); the statistics have shape (N, num_groups) and x's
+    dtype, var the biased variance.
     """
-    _check_group_input(x, num_groups)
+    num_groups = _check_group_input(x, num_groups)
     batch, channels, spatial = x.shape
-    validation.check_vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
-    validation.check_vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
-    validation.check_eps(eps)
+    check.vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
+    check.vector("bias", bias, channels, x.dtype, "one per channel, x.shape[1]")
+    eps = check_eps(eps)
     y = buffers.empty_like(x)
+    mean, inv_std, var = (np.empty((batch, num_groups), x.dtype) for _ in range(3))
     if x.size == 0:
-        stats = np.full((batch, num_groups), np.nan, x.dtype)
-        return y, stats, stats.copy()
-    mean = np.empty((batch, num_groups), x.dtype)
-    inv_std = np.empty((batch, num_groups), x.dtype)
-    weight = np.ones(channels, x.dtype) if weight is None else weight
-    bias = np.zeros(channels, x.dtype) if bias is None else bias
+        for stats in (mean, inv_std, var):
+            stats.fill(np.nan)
+        return y, mean, inv_std, var
     sets = batch * num_groups
-    args = (
-        x.reshape(sets, -1),
-        num_groups,
-        spatial,
-        weight,
-        bias,
-        float(eps),
-        y.reshape(sets, -1),
-        mean.reshape(-1),
-        inv_std.reshape(-1),
-    )
+    args = (x.reshape(sets, -1), num_groups, spatial, weight, bias, eps, y.reshape(sets, -1),
+            mean.reshape(-1), inv_std.reshape(-1), var.reshape(-1))
     if use_parallel(x.size):
         _forward_parallel(*args, numba.get_num_threads())
     else:
         _forward_sets(*args, 0, sets)
-    return y, mean, inv_std
+    return y, mean, inv_std, var
 
 
 def group_norm_backward(
@@ -187,43 +180,31 @@ def group_norm_backward(
     inv_std: np.ndarray,
     num_groups: int,
     weight: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    param_grads: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g = dy·weight[c], per
     (sample, group); dweight[c] = sum over N, S of dy·xhat, dbias[c] = sum of dy.
 
-    Returns (dx, dweight, dbias); dweight and dbias have shape (C,).
+    Returns (dx, dweight, dbias); dweight and dbias have shape (C,), or are None when
+    param_grads is False.
     """
-    _check_group_input(x, num_groups)
+    num_groups = _check_group_input(x, num_groups)
     batch, channels, spatial = x.shape
-    validation.check_like("dy", dy, x, "x")
-    validation.check_array("mean", mean, 2, x.dtype)
-    validation.check_shape("mean", mean, (batch, num_groups), "(N, num_groups)")
-    validation.check_like("inv_std", inv_std, mean, "mean")
-    validation.check_vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
+    check.like("dy", dy, x, "x")
+    check.statistics("mean", mean, (batch, num_groups), x.dtype, "(N, num_groups)")
+    check.statistics("inv_std", inv_std, (batch, num_groups), x.dtype, "(N, num_groups)")
+    check.vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
     dx = buffers.empty_like(x)
-    dweight = np.zeros(channels, x.dtype)
-    dbias = np.zeros(channels, x.dtype)
-    if x.size == 0:
-        return dx, dweight, dbias
-    weight = np.ones(channels, x.dtype) if weight is None else weight
     num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
-    dweight_part = np.zeros((num_chunks, channels))
-    dbias_part = np.zeros((num_chunks, channels))
-    sets = batch * num_groups
-    args = (
-        dy.reshape(sets, -1),
-        x.reshape(sets, -1),
-        mean.reshape(-1),
-        inv_std.reshape(-1),
-        num_groups,
-        spatial,
-        weight,
-        dx.reshape(sets, -1),
-    )
-    if num_chunks > 1:
-        _backward_parallel(*args, dweight_part, dbias_part)
-    else:
-        _backward_sets(*args, dweight_part[0], dbias_part[0], 0, sets)
-    sum_partials(dweight_part, dweight)
-    sum_partials(dbias_part, dbias)
-    return dx, dweight, dbias
+    dweight_part, dbias_part = (new_partials(num_chunks, channels, param_grads)
+                                for _ in range(2))
+    if x.size:
+        sets = batch * num_groups
+        args = (dy.reshape(sets, -1), x.reshape(sets, -1), mean.reshape(-1),
+                inv_std.reshape(-1), num_groups, spatial, weight, dx.reshape(sets, -1))
+        if num_chunks > 1:
+            _backward_parallel(*args, dweight_part, dbias_part, num_chunks)
+        else:
+            _backward_sets(*args, None if dweight_part is None else dweight_part[0],
+                           None if dbias_part is None else dbias_part[0], 0, sets)
+    return dx, merge_partials(dweight_part, x.dtype), merge_partials(dbias_part, x.dtype)

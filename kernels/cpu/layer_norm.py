@@ -12,7 +12,10 @@ Backward, per row, g = dy·weight:
     The saved mean is rounded to x's dtype, which for |mean| >> std is a sizeable
     fraction of std; the first pass therefore also sums d = x - mean and centres
     with c = mean(d) (c = 0 for an exact mean, and then this is the formula above).
-    dweight/dbias: one float64 partial row per thread chunk, merged in order.
+    dweight/dbias: one float64 partial row per thread chunk, merged in order, and
+    skipped entirely when param_grads is False (no affine, frozen parameters).
+    A missing weight or bias compiles its own variant (Numba prunes the `is None`
+    branches), so no array of ones or zeros is made or read.
 """
 
 from __future__ import annotations
@@ -20,28 +23,35 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import buffers, validation
+from kernels.cpu import buffers
 from kernels.cpu.stats import (
     chunk_bounds,
+    inv_sqrt,
     jit,
+    merge_partials,
+    new_partials,
     parallel_jit,
     shifted_moments,
-    sum_partials,
     use_parallel,
     weighted_gradient_sums,
 )
+from kernels.validation import HOST as check
+from kernels.validation import check_eps
 
 
 @jit
 def _forward_rows(x, weight, bias, eps, y, mean, inv_std, start, stop):
     for i in range(start, stop):
         row = x[i]
-        shift, centre, r = shifted_moments(row, eps)
+        shift, centre, var = shifted_moments(row)
+        r = inv_sqrt(var, eps)
         centre_t = x.dtype.type(centre)
         r_t = x.dtype.type(r)
         out = y[i]
         for j in range(row.size):
-            out[j] = ((row[j] - shift) - centre_t) * r_t * weight[j] + bias[j]
+            xhat = ((row[j] - shift) - centre_t) * r_t
+            scaled = xhat if weight is None else xhat * weight[j]
+            out[j] = scaled if bias is None else scaled + bias[j]
         mean[i] = shift + centre
         inv_std[i] = r
 
@@ -71,19 +81,20 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, s
         r_t = x.dtype.type(r)
         for j in range(cols):
             xhat = ((x_row[j] - mu) - correction_t) * r_t
-            dx_row[j] = a * (dy_row[j] * weight[j]) - b - xhat * c
-            dweight_part[j] += dy_row[j] * xhat
-            dbias_part[j] += dy_row[j]
+            g = dy_row[j] if weight is None else dy_row[j] * weight[j]
+            dx_row[j] = a * g - b - xhat * c
+            if dweight_part is not None:
+                dweight_part[j] += dy_row[j] * xhat
+                dbias_part[j] += dy_row[j]
 
 
 @parallel_jit
-def _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part):
-    num_chunks = dweight_part.shape[0]
+def _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
-        _backward_rows(
-            dy, x, mean, inv_std, weight, dx, dweight_part[chunk], dbias_part[chunk], start, stop
-        )
+        _backward_rows(dy, x, mean, inv_std, weight, dx,
+                       None if dweight_part is None else dweight_part[chunk],
+                       None if dbias_part is None else dbias_part[chunk], start, stop)
 
 
 def layer_norm_forward(
@@ -93,22 +104,20 @@ def layer_norm_forward(
 
     Returns (y, mean, inv_std); mean and inv_std have shape (rows,) and x's dtype.
     """
-    validation.check_array("x", x, 2)
+    check.array("x", x, 2)
     rows, cols = x.shape
-    validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
-    validation.check_vector("bias", bias, cols, x.dtype, "normalized_shape = x.shape[1:]")
-    validation.check_eps(eps)
+    check.vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    check.vector("bias", bias, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    eps = check_eps(eps)
     y = buffers.empty_like(x)
     if cols == 0:
         return y, np.full(rows, np.nan, x.dtype), np.full(rows, np.nan, x.dtype)
     mean = np.empty(rows, x.dtype)
     inv_std = np.empty(rows, x.dtype)
-    weight = np.ones(cols, x.dtype) if weight is None else weight
-    bias = np.zeros(cols, x.dtype) if bias is None else bias
     if use_parallel(x.size):
-        _forward_parallel(x, weight, bias, float(eps), y, mean, inv_std, numba.get_num_threads())
+        _forward_parallel(x, weight, bias, eps, y, mean, inv_std, numba.get_num_threads())
     else:
-        _forward_rows(x, weight, bias, float(eps), y, mean, inv_std, 0, rows)
+        _forward_rows(x, weight, bias, eps, y, mean, inv_std, 0, rows)
     return y, mean, inv_std
 
 
@@ -118,31 +127,29 @@ def layer_norm_backward(
     mean: np.ndarray,
     inv_std: np.ndarray,
     weight: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    param_grads: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g = dy·weight, per row;
     dweight = sum over rows of dy·xhat, dbias = sum over rows of dy.
 
-    Returns (dx, dweight, dbias); dweight and dbias have shape (cols,).
+    Returns (dx, dweight, dbias); dweight and dbias have shape (cols,), or are None when
+    param_grads is False.
     """
-    validation.check_array("x", x, 2)
+    check.array("x", x, 2)
     rows, cols = x.shape
-    validation.check_like("dy", dy, x, "x")
-    validation.check_vector("mean", mean, rows, x.dtype, "one per row of x", optional=False)
-    validation.check_vector("inv_std", inv_std, rows, x.dtype, "one per row of x", optional=False)
-    validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    check.like("dy", dy, x, "x")
+    check.statistics("mean", mean, (rows,), x.dtype, "one per row of x")
+    check.statistics("inv_std", inv_std, (rows,), x.dtype, "one per row of x")
+    check.vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     dx = buffers.empty_like(x)
-    dweight = np.zeros(cols, x.dtype)
-    dbias = np.zeros(cols, x.dtype)
-    if rows == 0 or cols == 0:
-        return dx, dweight, dbias
-    weight = np.ones(cols, x.dtype) if weight is None else weight
     num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
-    dweight_part = np.zeros((num_chunks, cols))
-    dbias_part = np.zeros((num_chunks, cols))
-    if num_chunks > 1:
-        _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part)
-    else:
-        _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part[0], dbias_part[0], 0, rows)
-    sum_partials(dweight_part, dweight)
-    sum_partials(dbias_part, dbias)
-    return dx, dweight, dbias
+    dweight_part, dbias_part = (new_partials(num_chunks, cols, param_grads) for _ in range(2))
+    if rows and cols:
+        if num_chunks > 1:
+            _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part,
+                               num_chunks)
+        else:
+            _backward_rows(dy, x, mean, inv_std, weight, dx,
+                           None if dweight_part is None else dweight_part[0],
+                           None if dbias_part is None else dbias_part[0], 0, rows)
+    return dx, merge_partials(dweight_part, x.dtype), merge_partials(dbias_part, x.dtype)

@@ -8,7 +8,8 @@ Backward, per row, xhat = x·r, g = dy·weight:
     dx = r·(g - xhat·mean(g·xhat)) = r·g - x·(r^3·sum(g·x)/n)
     dweight = sum over rows of dy·xhat
     traffic: read dy and x, write dx = 3·E·s.
-    dweight: one float64 partial row per thread chunk, merged in order.
+    dweight: one float64 partial row per thread chunk, merged in order; skipped
+    when param_grads is False, and weight None compiles its own variant.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu import buffers, validation
+from kernels.cpu import buffers
 from kernels.cpu.stats import (
     chunk_bounds,
+    inv_sqrt,
     jit,
+    merge_partials,
+    new_partials,
     parallel_jit,
     shifted_sums,
-    sum_partials,
     use_parallel,
     weighted_gradient_sums,
 )
+from kernels.validation import HOST as check
+from kernels.validation import check_eps
 
 
 @jit
@@ -34,10 +39,10 @@ def _forward_rows(x, weight, eps, y, inv_rms, start, stop):
     for i in range(start, stop):
         row, out = x[i], y[i]
         _, squares = shifted_sums(row, 0.0)
-        r = 1.0 / np.sqrt(squares / cols + eps)
+        r = inv_sqrt(squares / cols, eps)
         r_t = x.dtype.type(r)
         for j in range(cols):
-            out[j] = row[j] * r_t * weight[j]
+            out[j] = row[j] * r_t if weight is None else row[j] * r_t * weight[j]
         inv_rms[i] = r
 
 
@@ -61,16 +66,18 @@ def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, start, stop):
         xhat_scale = x.dtype.type(r * r * sum_g_x / cols)
         for j in range(cols):
             xhat = x_row[j] * r_t
-            dx_row[j] = r_t * (dy_row[j] * weight[j]) - xhat * xhat_scale
-            dweight_part[j] += dy_row[j] * xhat
+            g = dy_row[j] if weight is None else dy_row[j] * weight[j]
+            dx_row[j] = r_t * g - xhat * xhat_scale
+            if dweight_part is not None:
+                dweight_part[j] += dy_row[j] * xhat
 
 
 @parallel_jit
-def _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part):
-    num_chunks = dweight_part.shape[0]
+def _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
-        _backward_rows(dy, x, inv_rms, weight, dx, dweight_part[chunk], start, stop)
+        _backward_rows(dy, x, inv_rms, weight, dx,
+                       None if dweight_part is None else dweight_part[chunk], start, stop)
 
 
 def rms_norm_forward(
@@ -80,45 +87,42 @@ def rms_norm_forward(
 
     Returns (y, inv_rms); inv_rms has shape (rows,) and x's dtype.
     """
-    validation.check_array("x", x, 2)
+    check.array("x", x, 2)
     rows, cols = x.shape
-    validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
-    validation.check_eps(eps)
+    check.vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    eps = check_eps(eps)
     y = buffers.empty_like(x)
     if cols == 0:
         return y, np.full(rows, np.nan, x.dtype)
     inv_rms = np.empty(rows, x.dtype)
-    weight = np.ones(cols, x.dtype) if weight is None else weight
     if use_parallel(x.size):
-        _forward_parallel(x, weight, float(eps), y, inv_rms, numba.get_num_threads())
+        _forward_parallel(x, weight, eps, y, inv_rms, numba.get_num_threads())
     else:
-        _forward_rows(x, weight, float(eps), y, inv_rms, 0, rows)
+        _forward_rows(x, weight, eps, y, inv_rms, 0, rows)
     return y, inv_rms
 
 
 def rms_norm_backward(
-    dy: np.ndarray, x: np.ndarray, inv_rms: np.ndarray, weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
+    dy: np.ndarray, x: np.ndarray, inv_rms: np.ndarray, weight: np.ndarray | None,
+    param_grads: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """dx = r·(g - xhat·mean(g·xhat)), xhat = x·r, g = dy·weight, per row;
     dweight = sum over rows of dy·xhat.
 
-    Returns (dx, dweight); dweight has shape (cols,).
+    Returns (dx, dweight); dweight has shape (cols,), or is None when param_grads is False.
     """
-    validation.check_array("x", x, 2)
+    check.array("x", x, 2)
     rows, cols = x.shape
-    validation.check_like("dy", dy, x, "x")
-    validation.check_vector("inv_rms", inv_rms, rows, x.dtype, "one per row of x", optional=False)
-    validation.check_vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
+    check.like("dy", dy, x, "x")
+    check.statistics("inv_rms", inv_rms, (rows,), x.dtype, "one per row of x")
+    check.vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     dx = buffers.empty_like(x)
-    dweight = np.zeros(cols, x.dtype)
-    if rows == 0 or cols == 0:
-        return dx, dweight
-    weight = np.ones(cols, x.dtype) if weight is None else weight
     num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
-    dweight_part = np.zeros((num_chunks, cols))
-    if num_chunks > 1:
-        _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part)
-    else:
-        _backward_rows(dy, x, inv_rms, weight, dx, dweight_part[0], 0, rows)
-    sum_partials(dweight_part, dweight)
-    return dx, dweight
+    dweight_part = new_partials(num_chunks, cols, param_grads)
+    if rows and cols:
+        if num_chunks > 1:
+            _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part, num_chunks)
+        else:
+            _backward_rows(dy, x, inv_rms, weight, dx,
+                           None if dweight_part is None else dweight_part[0], 0, rows)
+    return dx, merge_partials(dweight_part, x.dtype)

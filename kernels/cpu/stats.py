@@ -58,12 +58,12 @@ def chunk_bounds(total, num_chunks, chunk):
 
 
 @reduction_jit
-def shifted_moments(values, eps):
+def shifted_moments(values):
     """Two-pass statistics of a contiguous 1-D set, shifted by its first element.
 
-    Returns (shift, centre, inv_std): mean = shift + centre, with shift in the
-    set's dtype and centre small, so (x - shift) - centre keeps full precision
-    even when |mean| >> std; inv_std = 1/sqrt(var + eps), var biased.
+    Returns (shift, centre, var): mean = shift + centre, with shift in the set's
+    dtype and centre small, so (x - shift) - centre keeps full precision even when
+    |mean| >> std; var is the biased variance, in float64.
     """
     n = values.size
     # an infinite first element would turn every d into NaN: the mean must stay ±inf
@@ -76,7 +76,13 @@ def shifted_moments(values, eps):
     for i in range(n):
         deviation = np.float64(values[i] - shift) - centre
         squares += deviation * deviation
-    return shift, centre, 1.0 / np.sqrt(squares / n + eps)
+    return shift, centre, squares / n
+
+
+@jit
+def inv_sqrt(var, eps):
+    """1/sqrt(var + eps) in float64."""
+    return 1.0 / np.sqrt(var + eps)
 
 
 @reduction_jit
@@ -109,13 +115,13 @@ def gradient_sums(x, dy, mu):
 @reduction_jit
 def weighted_gradient_sums(x, dy, weight, mu):
     """(sum(d), sum(g), sum(g·d)) in float64 over a contiguous 1-D set, d = x - mu,
-    g = dy·weight elementwise (LayerNorm, RMSNorm)."""
+    g = dy·weight elementwise (LayerNorm, RMSNorm); weight None means g = dy."""
     sum_d = 0.0
     sum_g = 0.0
     sum_g_d = 0.0
     for i in range(x.size):
         d = np.float64(x[i] - mu)
-        g = np.float64(dy[i] * weight[i])
+        g = np.float64(dy[i]) if weight is None else np.float64(dy[i] * weight[i])
         sum_d += d
         sum_g += g
         sum_g_d += g * d
@@ -130,3 +136,18 @@ def sum_partials(partials, out):
         for t in range(partials.shape[0]):
             total += partials[t, j]
         out[j] = total
+
+
+def new_partials(num_chunks: int, size: int, needed: bool) -> np.ndarray | None:
+    """Zeroed float64 partial rows, one per thread chunk, or None when the sum it would
+    hold is not wanted (the kernels then compile without it)."""
+    return np.zeros((num_chunks, size)) if needed else None
+
+
+def merge_partials(partials: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """The chunk-ordered sum of the partial rows, in `dtype`; None stays None."""
+    if partials is None:
+        return None
+    out = np.empty(partials.shape[1], dtype)
+    sum_partials(partials, out)
+    return out

@@ -1,6 +1,6 @@
 """numba.cuda kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm and RMSNorm.
 
-Same names, argument orders and return values as `kernels.cpu` and `kernels.reference`;
+The functions that kernels/api.py declares, as in `kernels.cpu` and `kernels.reference`;
 arguments and results are device arrays (CuPy, numba.cuda or anything exposing
 `__cuda_array_interface__` with NumPy dtypes; results are of the same kind as x). Under
 the CUDA simulator (NUMBA_ENABLE_CUDASIM=1) NumPy arrays stand in for device arrays.
@@ -25,6 +25,7 @@ if "NUMBA_CUDA_ARRAY_INTERFACE_SYNC" not in os.environ:
     os.environ["NUMBA_CUDA_ARRAY_INTERFACE_SYNC"] = "0"
     numba.config.reload_config()
 
+from kernels import api  # noqa: E402
 from kernels.cuda.batch_norm import (  # noqa: E402  (after the configuration above)
     batch_norm_backward,
     batch_norm_backward_eval,
@@ -35,15 +36,4 @@ from kernels.cuda.group_norm import group_norm_backward, group_norm_forward  # n
 from kernels.cuda.layer_norm import layer_norm_backward, layer_norm_forward  # noqa: E402
 from kernels.cuda.rms_norm import rms_norm_backward, rms_norm_forward  # noqa: E402
 
-__all__ = [
-    "batch_norm_backward",
-    "batch_norm_backward_eval",
-    "batch_norm_forward_eval",
-    "batch_norm_forward_train",
-    "group_norm_backward",
-    "group_norm_forward",
-    "layer_norm_backward",
-    "layer_norm_forward",
-    "rms_norm_backward",
-    "rms_norm_forward",
-]
+__all__ = list(api.NAMES)

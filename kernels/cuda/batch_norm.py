@@ -34,7 +34,6 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from kernels.cpu import validation
 from kernels.cuda import helpers
 from kernels.cuda.helpers import (
     BLOCK,
@@ -239,7 +238,7 @@ def batch_norm_forward_train(x, weight, bias, eps: float):
     _check_channel_input(x, weight)
     batch, channels, spatial = x.shape
     helpers.check_vector("bias", bias, channels, np.dtype(x.dtype), "one per channel, x.shape[1]")
-    validation.check_eps(eps)
+    eps = helpers.check_eps(eps)
     y = helpers.empty(x, x.shape)
     if batch * channels * spatial == 0:
         return (y, *(helpers.full(x, (channels,), np.nan) for _ in range(3)))
@@ -248,7 +247,7 @@ def batch_norm_forward_train(x, weight, bias, eps: float):
     moments = helpers.empty(x, (channels, grid[0], 3), np.float64)
     stream = helpers.stream_for(x)
     channel_moments[grid, BLOCK, stream](x, moments)
-    normalize[grid, BLOCK, stream](x, moments, weight, bias, float(eps), y, mean, inv_std, var)
+    normalize[grid, BLOCK, stream](x, moments, weight, bias, eps, y, mean, inv_std, var)
     return y, mean, inv_std, var
 
 
@@ -258,12 +257,12 @@ def batch_norm_forward_eval(x, running_mean, running_var, weight, bias, eps: flo
     _check_running_stats(x, running_mean, running_var)
     helpers.check_vector("bias", bias, x.shape[1], np.dtype(x.dtype),
                          "one per channel, x.shape[1]")
-    validation.check_eps(eps)
+    eps = helpers.check_eps(eps)
     y = helpers.empty(x, x.shape)
     if math.prod(x.shape) == 0:
         return y
     normalize_eval[_grid(x), BLOCK, helpers.stream_for(x)](x, running_mean, running_var, weight,
-                                                           bias, float(eps), y)
+                                                           bias, eps, y)
     return y
 
 
@@ -282,9 +281,10 @@ def _backward(dy, x, centre, statistic, weight, eps: float, training: bool):
     return dx, dweight, dbias
 
 
-def batch_norm_backward(dy, x, mean, inv_std, weight):
+def batch_norm_backward(dy, x, mean, inv_std, weight, param_grads: bool = True):
     """Training-mode backward: dx = (weight·r/n)·(n·dy - sum(dy) - xhat·sum(dy·xhat)),
-    dweight = sum(dy·xhat), dbias = sum(dy), per channel over N and S.
+    dweight = sum(dy·xhat), dbias = sum(dy), per channel over N and S (the sums are
+    needed for dx either way; param_grads False returns None for dweight and dbias).
 
     Returns (dx, dweight, dbias); dweight and dbias have shape (C,).
     """
@@ -295,14 +295,20 @@ def batch_norm_backward(dy, x, mean, inv_std, weight):
     for name, stats in (("mean", mean), ("inv_std", inv_std)):
         helpers.check_vector(name, stats, channels, dtype, "one per channel, x.shape[1]",
                              optional=False)
-    return _backward(dy, x, mean, inv_std, weight, 0.0, True)
+    return _masked(_backward(dy, x, mean, inv_std, weight, 0.0, True), param_grads)
 
 
-def batch_norm_backward_eval(dy, x, running_mean, running_var, weight, eps: float):
+def batch_norm_backward_eval(dy, x, running_mean, running_var, weight, eps: float,
+                             param_grads: bool = True):
     """Eval-mode backward of y = a_c·x + b_c: dx = dy·a_c,
     dweight = sum(dy·(x - running_mean))/sqrt(running_var + eps), dbias = sum(dy)."""
     _check_channel_input(x, weight)
     helpers.check_like("dy", dy, x, "x")
     _check_running_stats(x, running_mean, running_var)
-    validation.check_eps(eps)
-    return _backward(dy, x, running_mean, running_var, weight, float(eps), False)
+    eps = helpers.check_eps(eps)
+    return _masked(_backward(dy, x, running_mean, running_var, weight, eps, False),
+                   param_grads)
+
+
+def _masked(grads: tuple, param_grads: bool) -> tuple:
+    return grads if param_grads else (grads[0], None, None)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float64
 
-from kernels.cpu import validation
 from kernels.cuda import helpers
 from kernels.cuda.helpers import BLOCK, SCRATCH, block_sum, split_index, step_index
 from kernels.cuda.layer_norm import launch_forward
@@ -94,31 +93,34 @@ def group_norm_forward(x, num_groups: int, weight, bias, eps: float):
     """y = (x - mu)/sqrt(var + eps)·weight[c] + bias[c], one (mu, var) per
     (sample, group) of x (N, C, S), on the GPU.
 
-    Returns (y, mean, inv_std); mean and inv_std have shape (N, num_groups).
+    Returns (y, mean, inv_std, var); the statistics have shape (N, num_groups), var the
+    biased variance.
     """
     _check_group_input(x, num_groups)
     batch, channels, spatial = x.shape
     dtype = np.dtype(x.dtype)
     helpers.check_vector("weight", weight, channels, dtype, "one per channel, x.shape[1]")
     helpers.check_vector("bias", bias, channels, dtype, "one per channel, x.shape[1]")
-    helpers.check_eps(eps)
+    eps = helpers.check_eps(eps)
     y = helpers.empty(x, x.shape)
     if batch * channels * spatial == 0:
         stats = (batch, num_groups)
-        return y, helpers.full(x, stats, np.nan), helpers.full(x, stats, np.nan)
-    mean = helpers.empty(x, (batch, num_groups))
-    inv_std = helpers.empty(x, (batch, num_groups))
+        return (y, *(helpers.full(x, stats, np.nan) for _ in range(3)))
+    mean, inv_std, var = (helpers.empty(x, (batch, num_groups)) for _ in range(3))
     sets, n = batch * num_groups, channels // num_groups * spatial
-    launch_forward(x.reshape(sets, n), weight, bias, float(eps), y.reshape(sets, n),
-                   mean.reshape(sets), inv_std.reshape(sets), num_groups, spatial)
-    return y, mean, inv_std
+    launch_forward(x.reshape(sets, n), weight, bias, eps, y.reshape(sets, n),
+                   mean.reshape(sets), inv_std.reshape(sets), var.reshape(sets), num_groups,
+                   spatial)
+    return y, mean, inv_std, var
 
 
-def group_norm_backward(dy, x, mean, inv_std, num_groups: int, weight):
+def group_norm_backward(dy, x, mean, inv_std, num_groups: int, weight,
+                        param_grads: bool = True):
     """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g = dy·weight[c], per
     (sample, group); dweight[c] = sum over N, S of dy·xhat, dbias[c] = sum of dy.
 
-    Returns (dx, dweight, dbias); dweight and dbias have shape (C,).
+    Returns (dx, dweight, dbias); dweight and dbias have shape (C,), or are None when
+    param_grads is False.
     """
     _check_group_input(x, num_groups)
     batch, channels, spatial = x.shape
@@ -126,11 +128,12 @@ def group_norm_backward(dy, x, mean, inv_std, num_groups: int, weight):
     helpers.check_like("dy", dy, x, "x")
     for name, stats in (("mean", mean), ("inv_std", inv_std)):
         helpers.check_array(name, stats, 2, dtype)
-        validation.check_shape(name, stats, (batch, num_groups), "(N, num_groups)")
+        helpers.check_shape(name, stats, (batch, num_groups), "(N, num_groups)")
     helpers.check_vector("weight", weight, channels, dtype, "one per channel, x.shape[1]")
     dx = helpers.empty(x, x.shape)
     if batch * channels * spatial == 0:
-        return dx, helpers.full(x, (channels,), 0.0), helpers.full(x, (channels,), 0.0)
+        zeros = (helpers.full(x, (channels,), 0.0), helpers.full(x, (channels,), 0.0))
+        return (dx, *zeros) if param_grads else (dx, None, None)
     dweight = helpers.empty(x, (channels,))
     dbias = helpers.empty(x, (channels,))
     dweight_part = helpers.empty(x, (batch, channels), np.float64)
@@ -141,4 +144,4 @@ def group_norm_backward(dy, x, mean, inv_std, num_groups: int, weight):
         dy.reshape(sets, n), x.reshape(sets, n), mean.reshape(sets), inv_std.reshape(sets),
         num_groups, spatial, weight, dx.reshape(sets, n), dweight_part, dbias_part)
     helpers.launch_column_sums(dweight_part, dweight, dbias_part, dbias)
-    return dx, dweight, dbias
+    return (dx, dweight, dbias) if param_grads else (dx, None, None)

@@ -1,5 +1,5 @@
-"""Shared pieces of the numba.cuda kernels: reductions, launch geometry, argument checks and
-output allocation.
+"""Shared pieces of the numba.cuda kernels: reductions, launch geometry, argument checks
+(kernels/validation.py's device checker) and output allocation.
 
 Reductions: a thread's own partial sum is kept in the data's dtype (float32 for float32
 data); the sum across threads is done in float64, through warp shuffles on a GPU and
@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import cuda, float64
 
-from kernels.cpu import validation
+from kernels import validation
 
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 WARP = 32
@@ -151,63 +151,10 @@ def blocks_for(work: int, per_block: int, most: int | None = None) -> int:
 # ---------------------------------------------------------------- arguments and outputs
 
 
-def _is_device_array(array: object) -> bool:
-    return hasattr(array, "__cuda_array_interface__")
-
-
-def _is_contiguous(array) -> bool:
-    if isinstance(array, np.ndarray):
-        return array.flags.c_contiguous
-    interface = array.__cuda_array_interface__
-    if interface["strides"] is None:
-        return True
-    expected = np.dtype(interface["typestr"]).itemsize
-    for size, stride in zip(reversed(interface["shape"]), reversed(interface["strides"])):
-        if size > 1 and stride != expected:
-            return False
-        expected *= size
-    return True
-
-
-def check_array(name: str, array: object, ndim: int, dtype: np.dtype | None = None) -> None:
-    """`array` must be a C-contiguous float32/float64 device array of rank `ndim` (NumPy
-    arrays stand in for device arrays under the simulator only)."""
-    accepted = _is_device_array(array) or (SIMULATOR and isinstance(array, np.ndarray))
-    if not accepted:
-        raise TypeError(
-            f"{name} must be a CUDA device array (CuPy, numba.cuda, anything with "
-            f"__cuda_array_interface__), got {type(array).__name__}; move it with "
-            "Tensor.to('cuda') or cupy.asarray"
-        )
-    if np.dtype(array.dtype) not in validation.SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
-    if dtype is not None and np.dtype(array.dtype) != dtype:
-        raise TypeError(f"{name} must have the dtype of x ({dtype}), got {array.dtype}")
-    shape = tuple(array.shape)
-    if len(shape) != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got {len(shape)}-D array of shape {shape}")
-    if not _is_contiguous(array):
-        raise ValueError(f"{name} must be C-contiguous, got a strided array of shape {shape}")
-
-
-def check_vector(name: str, array, size: int, dtype: np.dtype, why: str,
-                 optional: bool = True) -> None:
-    """A per-column or per-channel vector of length `size`; None is accepted if optional."""
-    if array is None:
-        if not optional:
-            raise TypeError(f"{name} must be an array of shape ({size},) ({why}), got None")
-        return
-    check_array(name, array, 1, dtype)
-    validation.check_shape(name, array, (size,), why)
-
-
-def check_like(name: str, array, like, like_name: str) -> None:
-    check_array(name, array, len(like.shape), np.dtype(like.dtype))
-    validation.check_shape(name, array, tuple(like.shape), f"the shape of {like_name}")
-
-
-check_eps = validation.check_eps
-check_num_groups = validation.check_num_groups
+check = validation.device(SIMULATOR)
+check_array, check_vector, check_like, check_shape = (check.array, check.vector, check.like,
+                                                     check.shape)
+check_eps, check_num_groups = validation.check_eps, validation.check_num_groups
 
 
 def empty(like, shape: tuple, dtype=None):

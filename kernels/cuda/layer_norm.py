@@ -59,7 +59,7 @@ def affine(deviation, r, weight, bias, index):
 
 
 @cuda.jit
-def forward_warp_rows(x, weight, bias, eps, num_groups, spatial, y, mean, inv_std):
+def forward_warp_rows(x, weight, bias, eps, num_groups, spatial, y, mean, inv_std, var):
     """One warp per row; lane l holds columns l, l + 32, ... in registers."""
     scratch = cuda.shared.array(SCRATCH, float64)
     values = cuda.local.array(ROW_REGISTERS, x.dtype)
@@ -89,7 +89,8 @@ def forward_warp_rows(x, weight, bias, eps, num_groups, spatial, y, mean, inv_st
             if lane + k * WARP < cols:
                 d = values[k] - centre_t
                 squares += d * d
-        r = 1.0 / math.sqrt(warp_sum(squares, scratch) / cols + eps)
+        variance = warp_sum(squares, scratch) / cols
+        r = 1.0 / math.sqrt(variance + eps)
         r_t = x.dtype.type(r)
         if active:
             # GroupNorm: column j belongs to channel first + j // spatial of this row's group
@@ -108,10 +109,13 @@ def forward_warp_rows(x, weight, bias, eps, num_groups, spatial, y, mean, inv_st
                 if mean is not None:
                     mean[row] = shift + centre
                 inv_std[row] = r
+                if var is not None:
+                    var[row] = variance
 
 
 @cuda.jit
-def forward_block_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std):
+def forward_block_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std,
+                       var):
     """One block per row; the shifted row is kept in shared memory when `cached`."""
     scratch = cuda.shared.array(SCRATCH, float64)
     row_cache = cuda.shared.array(0, x.dtype)
@@ -133,7 +137,8 @@ def forward_block_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mea
         for j in range(tid, cols, threads):
             d = (row_cache[j] if cached else x[row, j] - shift) - centre_t
             squares += d * d
-        r = 1.0 / math.sqrt(block_sum(squares, scratch) / cols + eps)
+        variance = block_sum(squares, scratch) / cols
+        r = 1.0 / math.sqrt(variance + eps)
         r_t = x.dtype.type(r)
         first = (row % num_groups) * (cols // spatial)
         channel, position = split_index(tid, spatial)
@@ -147,6 +152,8 @@ def forward_block_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mea
             if mean is not None:
                 mean[row] = shift + centre
             inv_std[row] = r
+            if var is not None:
+                var[row] = variance
 
 
 @cuda.jit
@@ -275,27 +282,29 @@ def backward_block_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_pa
                     dbias_part[block, j] += grad
 
 
-def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, num_groups: int = 1,
+def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, var=None, num_groups: int = 1,
                    spatial: int = 1) -> None:
     """Pick the warp-per-row or block-per-row kernel for x's row length and launch it;
-    mean is None for RMSNorm; GroupNorm passes its (sample, group) rows and layout."""
+    mean is None for RMSNorm; GroupNorm passes its (sample, group) rows and layout, and var
+    for the biased variance."""
     rows, cols = x.shape
     if cols <= helpers.WARP_ROW_MAX:
         warps = BLOCK // WARP
         grid = helpers.blocks_for(rows, warps, most=helpers.row_grid_limit())
         forward_warp_rows[grid, BLOCK, helpers.stream_for(x)](x, weight, bias, eps, num_groups,
-                                                              spatial, y, mean, inv_std)
+                                                              spatial, y, mean, inv_std, var)
         return
     row_bytes = cols * x.dtype.itemsize
     cached = row_bytes <= SHARED_ROW_BYTES
     grid = helpers.blocks_for(rows, 1, most=helpers.row_grid_limit())
     forward_block_rows[grid, BLOCK, helpers.stream_for(x), row_bytes if cached else 0](
-        x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std)
+        x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std, var)
 
 
 def launch_backward(dy, x, mean, inv_std, weight, dx, dweight, dbias) -> None:
     """Row kernel writing partial rows, then `column_sums` (two launches); mean is None
-    for RMSNorm."""
+    for RMSNorm. The row kernels always accumulate dweight/dbias (their partials are a
+    strip per block, a small cost next to dx); with param_grads False the wrappers drop them."""
     rows, cols = x.shape
     if cols <= helpers.WARP_ROW_MAX:
         warps = BLOCK // WARP
@@ -322,21 +331,22 @@ def layer_norm_forward(x, weight, bias, eps: float):
     dtype = np.dtype(x.dtype)
     helpers.check_vector("weight", weight, cols, dtype, "normalized_shape = x.shape[1:]")
     helpers.check_vector("bias", bias, cols, dtype, "normalized_shape = x.shape[1:]")
-    helpers.check_eps(eps)
+    eps = helpers.check_eps(eps)
     y = helpers.empty(x, (rows, cols))
     if cols == 0 or rows == 0:
         return y, helpers.full(x, (rows,), np.nan), helpers.full(x, (rows,), np.nan)
     mean = helpers.empty(x, (rows,))
     inv_std = helpers.empty(x, (rows,))
-    launch_forward(x, weight, bias, float(eps), y, mean, inv_std)
+    launch_forward(x, weight, bias, eps, y, mean, inv_std)
     return y, mean, inv_std
 
 
-def layer_norm_backward(dy, x, mean, inv_std, weight):
+def layer_norm_backward(dy, x, mean, inv_std, weight, param_grads: bool = True):
     """dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g = dy·weight, per row;
     dweight = sum over rows of dy·xhat, dbias = sum over rows of dy.
 
-    Returns (dx, dweight, dbias); dweight and dbias have shape (cols,).
+    Returns (dx, dweight, dbias); dweight and dbias have shape (cols,), or are None when
+    param_grads is False.
     """
     helpers.check_array("x", x, 2)
     rows, cols = x.shape
@@ -347,8 +357,8 @@ def layer_norm_backward(dy, x, mean, inv_std, weight):
     helpers.check_vector("weight", weight, cols, dtype, "normalized_shape = x.shape[1:]")
     dx = helpers.empty(x, (rows, cols))
     if rows == 0 or cols == 0:
-        return dx, helpers.full(x, (cols,), 0.0), helpers.full(x, (cols,), 0.0)
-    dweight = helpers.empty(x, (cols,))
-    dbias = helpers.empty(x, (cols,))
-    launch_backward(dy, x, mean, inv_std, weight, dx, dweight, dbias)
-    return dx, dweight, dbias
+        dweight, dbias = helpers.full(x, (cols,), 0.0), helpers.full(x, (cols,), 0.0)
+    else:
+        dweight, dbias = helpers.empty(x, (cols,)), helpers.empty(x, (cols,))
+        launch_backward(dy, x, mean, inv_std, weight, dx, dweight, dbias)
+    return (dx, dweight, dbias) if param_grads else (dx, None, None)

@@ -29,20 +29,20 @@ def rms_norm_forward(x, weight, eps: float):
     rows, cols = x.shape
     helpers.check_vector("weight", weight, cols, np.dtype(x.dtype),
                          "normalized_shape = x.shape[1:]")
-    helpers.check_eps(eps)
+    eps = helpers.check_eps(eps)
     y = helpers.empty(x, (rows, cols))
     if cols == 0 or rows == 0:
         return y, helpers.full(x, (rows,), np.nan)
     inv_rms = helpers.empty(x, (rows,))
-    launch_forward(x, weight, None, float(eps), y, None, inv_rms)
+    launch_forward(x, weight, None, eps, y, None, inv_rms)
     return y, inv_rms
 
 
-def rms_norm_backward(dy, x, inv_rms, weight):
+def rms_norm_backward(dy, x, inv_rms, weight, param_grads: bool = True):
     """dx = r·(g - xhat·mean(g·xhat)), xhat = x·r, g = dy·weight, per row;
     dweight = sum over rows of dy·xhat.
 
-    Returns (dx, dweight); dweight has shape (cols,).
+    Returns (dx, dweight); dweight has shape (cols,), or is None when param_grads is False.
     """
     helpers.check_array("x", x, 2)
     rows, cols = x.shape
@@ -52,7 +52,8 @@ def rms_norm_backward(dy, x, inv_rms, weight):
     helpers.check_vector("weight", weight, cols, dtype, "normalized_shape = x.shape[1:]")
     dx = helpers.empty(x, (rows, cols))
     if rows == 0 or cols == 0:
-        return dx, helpers.full(x, (cols,), 0.0)
-    dweight = helpers.empty(x, (cols,))
-    launch_backward(dy, x, None, inv_rms, weight, dx, dweight, None)
-    return dx, dweight
+        dweight = helpers.full(x, (cols,), 0.0)
+    else:
+        dweight = helpers.empty(x, (cols,))
+        launch_backward(dy, x, None, inv_rms, weight, dx, dweight, None)
+    return (dx, dweight) if param_grads else (dx, None)

@@ -2,7 +2,7 @@
 
 PyTorch's signatures. Each checks the user's arguments (shapes, dtypes, sizes) and raises a
 clear error naming what was expected and what was received, then calls one autograd Function
-from tinygrad_norm.norm_ops, which runs the forward and backward kernels.
+from tinygrad_norm.nn.norm_ops, which runs the forward and backward kernels.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import norm_ops
 from ..tensor import Tensor
+from . import norm_ops
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -80,8 +80,7 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight=None
     weight = _check_param(weight, shape, input, "weight", "layer_norm")
     bias = _check_param(bias, shape, input, "bias", "layer_norm")
     return norm_ops.LayerNormFunction.apply(input, weight, bias, normalized_ndim=len(shape),
-                                            eps=_check_eps(eps, "layer_norm"),
-                                            device=input.device)
+                                            eps=_check_eps(eps, "layer_norm"))
 
 
 def rms_norm(input: Tensor, normalized_shape: int | Sequence[int], weight=None,
@@ -92,8 +91,7 @@ def rms_norm(input: Tensor, normalized_shape: int | Sequence[int], weight=None,
     _check_trailing(input, shape, "rms_norm")
     weight = _check_param(weight, shape, input, "weight", "rms_norm")
     eps = float(np.finfo(input.dtype).eps) if eps is None else _check_eps(eps, "rms_norm")
-    return norm_ops.RMSNormFunction.apply(input, weight, normalized_ndim=len(shape), eps=eps,
-                                          device=input.device)
+    return norm_ops.RMSNormFunction.apply(input, weight, normalized_ndim=len(shape), eps=eps)
 
 
 def group_norm(input: Tensor, num_groups: int, weight=None, bias=None,
@@ -114,8 +112,7 @@ def group_norm(input: Tensor, num_groups: int, weight=None, bias=None,
     weight = _check_param(weight, (channels,), input, "weight", "group_norm")
     bias = _check_param(bias, (channels,), input, "bias", "group_norm")
     return norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=num_groups,
-                                            eps=_check_eps(eps, "group_norm"),
-                                            device=input.device)
+                                            eps=_check_eps(eps, "group_norm"))
 
 
 def _running_buffer(buffer, channels: int, input: Tensor, what: str, name: str):
@@ -162,17 +159,16 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
     if not training:
         if running_mean is None:
             raise ValueError("batch_norm: training=False needs running_mean and running_var")
-        return norm_ops.BatchNormEvalFunction.apply(
-            input, weight, bias, eps=eps, running_mean=running_mean.astype(input.dtype),
-            running_var=running_var.astype(input.dtype), device=input.device)
+        return norm_ops.BatchNormEvalFunction.apply(input, weight, bias, eps=eps,
+                                                    running_mean=running_mean,
+                                                    running_var=running_var)
     if input.shape[0] * math.prod(input.shape[2:]) == 1:
         raise ValueError(
             f"Expected more than 1 value per channel when training, got input size "
             f"{_size_text(input.shape)}"
         )
     return norm_ops.BatchNormFunction.apply(input, weight, bias, eps=eps, momentum=momentum,
-                                            running_mean=running_mean, running_var=running_var,
-                                            device=input.device)
+                                            running_mean=running_mean, running_var=running_var)
 
 
 def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=None, bias=None,
@@ -200,25 +196,16 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     if not use_input_stats:
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm: use_input_stats=False needs running_mean/var")
-        return norm_ops.BatchNormEvalFunction.apply(
-            input, weight, bias, eps=eps, running_mean=running_mean.astype(input.dtype),
-            running_var=running_var.astype(input.dtype), device=input.device)
+        return norm_ops.BatchNormEvalFunction.apply(input, weight, bias, eps=eps,
+                                                    running_mean=running_mean,
+                                                    running_var=running_var)
     spatial = math.prod(input.shape[2:])
     if spatial == 1:
         raise ValueError(
             f"Expected more than 1 spatial element when training, got input size "
             f"{_size_text(input.shape)}"
         )
-    stats: list = []
     # one group per channel; zero channels is an empty input, not "num_groups must be positive"
-    out = norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=max(channels, 1),
-                                           eps=eps, device=input.device, stats_out=stats)
-    if running_mean is not None and input.shape[0] > 0 and spatial > 1:
-        mean = stats[0].astype(np.float64)
-        # the variance from the data: 1/inv_std^2 - eps cancels when eps >> var (float32,
-        # eps=1, var=1e-6: 4% off in the running estimate)
-        planes = input.data.reshape(input.shape[0], channels, spatial).astype(np.float64)
-        unbiased = planes.var(axis=2, ddof=1)
-        running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
-        running_var[...] = (1 - momentum) * running_var + momentum * unbiased.mean(axis=0)
-    return out
+    return norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=max(channels, 1),
+                                            eps=eps, momentum=momentum,
+                                            running_mean=running_mean, running_var=running_var)

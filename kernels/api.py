@@ -1,0 +1,78 @@
+"""The kernel interface: every kernel function, its arguments and what it returns.
+
+`kernels.reference` (float64 NumPy, the spec), `kernels.cpu` (Numba) and `kernels.cuda`
+(numba.cuda) each define exactly these functions with exactly these argument names, in this
+order; tests/test_kernel_api.py checks all three against this table. Where to read each one:
+
+    kernels/reference.py            every function, in plain NumPy
+    kernels/cpu/<norm>.py           layer_norm.py, rms_norm.py, group_norm.py, batch_norm.py
+    kernels/cuda/<norm>.py          the same file names
+
+Shapes: "rows" kernels take x as (rows, cols) and normalize each row (LayerNorm, RMSNorm);
+"ncs" kernels take x as (N, C, S): GroupNorm normalizes each (sample, group) set, InstanceNorm
+is GroupNorm with num_groups == C, BatchNorm normalizes each channel over N and S. Every array
+is C-contiguous and of x's dtype (float32 or float64); the caller reshapes and copies. The
+formulas, the numerics and the memory traffic of each are in kernels/README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# What each argument and result name means, wherever it appears.
+ROLES = {
+    "x": "the input: (rows, cols) or (N, C, S)",
+    "dy": "the upstream gradient, the shape of x",
+    "weight": "gamma: (cols,) or (C,); None means no affine scale",
+    "bias": "beta: (cols,) or (C,); None means no affine shift",
+    "eps": "added to the variance (or mean square) inside the square root",
+    "num_groups": "sets per sample; a positive divisor of C",
+    "running_mean": "the running estimate of the mean, (C,)",
+    "running_var": "the running estimate of the variance, (C,)",
+    "param_grads": "False: dweight and dbias are not computed and come back as None "
+                   "(PyTorch's output_mask, for affine=False or frozen parameters)",
+    "y": "the output, the shape of x",
+    "mean": "per-set mean: (rows,), (N, num_groups) or (C,)",
+    "inv_std": "per-set 1/sqrt(var + eps), shaped like mean",
+    "var": "per-set biased variance, shaped like mean (for running estimates)",
+    "inv_rms": "per-row 1/sqrt(mean(x^2) + eps), (rows,)",
+    "dx": "the input gradient, the shape of x",
+    "dweight": "the gradient of weight, (cols,) or (C,)",
+    "dbias": "the gradient of bias, (cols,) or (C,)",
+}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    arguments: tuple[str, ...]
+    returns: tuple[str, ...]
+    layout: str  # "rows" or "ncs"
+
+
+KERNELS = (
+    Kernel("layer_norm_forward", ("x", "weight", "bias", "eps"), ("y", "mean", "inv_std"),
+           "rows"),
+    Kernel("layer_norm_backward", ("dy", "x", "mean", "inv_std", "weight", "param_grads"),
+           ("dx", "dweight", "dbias"), "rows"),
+    Kernel("rms_norm_forward", ("x", "weight", "eps"), ("y", "inv_rms"), "rows"),
+    Kernel("rms_norm_backward", ("dy", "x", "inv_rms", "weight", "param_grads"),
+           ("dx", "dweight"), "rows"),
+    Kernel("group_norm_forward", ("x", "num_groups", "weight", "bias", "eps"),
+           ("y", "mean", "inv_std", "var"), "ncs"),
+    Kernel("group_norm_backward",
+           ("dy", "x", "mean", "inv_std", "num_groups", "weight", "param_grads"),
+           ("dx", "dweight", "dbias"), "ncs"),
+    Kernel("batch_norm_forward_train", ("x", "weight", "bias", "eps"),
+           ("y", "mean", "inv_std", "var"), "ncs"),
+    Kernel("batch_norm_forward_eval", ("x", "running_mean", "running_var", "weight", "bias",
+                                       "eps"), ("y",), "ncs"),
+    Kernel("batch_norm_backward", ("dy", "x", "mean", "inv_std", "weight", "param_grads"),
+           ("dx", "dweight", "dbias"), "ncs"),
+    Kernel("batch_norm_backward_eval",
+           ("dy", "x", "running_mean", "running_var", "weight", "eps", "param_grads"),
+           ("dx", "dweight", "dbias"), "ncs"),
+)
+
+BY_NAME = {kernel.name: kernel for kernel in KERNELS}
+NAMES = tuple(BY_NAME)

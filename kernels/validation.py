@@ -1,0 +1,150 @@
+"""Argument checks that every kernel wrapper runs before any kernel, on either backend.
+
+Only what protects memory and typing is checked here: an array's kind (host or device), rank,
+dtype, contiguity and shape, and that scalars are of a type the compiled kernels take. A Numba
+kernel checks no bounds, so each of these assumptions must hold before it runs, and the error
+names the argument, what was expected and what was received. The user-level rules (which eps
+values a layer accepts, the user's shapes and argument names) are checked once, by the
+framework, where the user's terms are known. Nothing is copied or converted here.
+
+`HOST` checks NumPy arrays (kernels.cpu, kernels.reference); `device(simulator)` checks CUDA
+device arrays, anything with `__cuda_array_interface__` (kernels.cuda), where NumPy arrays
+stand in under the CUDA simulator. This module imports neither backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _host_contiguous(array: np.ndarray) -> bool:
+    return array.flags.c_contiguous
+
+
+def _interface_contiguous(array) -> bool:
+    """C-contiguity read from `__cuda_array_interface__` (strides None means contiguous)."""
+    if isinstance(array, np.ndarray):
+        return array.flags.c_contiguous
+    interface = array.__cuda_array_interface__
+    if interface.get("strides") is None:
+        return True
+    expected = np.dtype(interface["typestr"]).itemsize
+    for size, stride in zip(reversed(interface["shape"]), reversed(interface["strides"])):
+        if size > 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def array_dtype(array) -> np.dtype:
+    """The NumPy dtype of a host or device array; for `__cuda_array_interface__` producers
+    (torch, JAX, ...) it is read from the interface's typestr, whatever their own dtype
+    objects are."""
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is not None and not isinstance(array, np.ndarray):
+        return np.dtype(interface["typestr"])
+    return np.dtype(array.dtype)
+
+
+def array_shape(array) -> tuple:
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is not None and not isinstance(array, np.ndarray):
+        return tuple(interface["shape"])
+    return tuple(array.shape)
+
+
+@dataclass(frozen=True)
+class Checker:
+    """The checks for one kind of array (host or device)."""
+
+    accepts: Callable[[object], bool]
+    contiguous: Callable[[object], bool]
+    kind: str  # what an accepted array is, for the error message
+
+    def array(self, name: str, array: object, ndim: int, dtype: np.dtype | None = None) -> None:
+        """`array` must be a C-contiguous float32/float64 array of this kind and rank `ndim`
+        (and of `dtype` when given, i.e. the dtype of x)."""
+        if not self.accepts(array):
+            raise TypeError(f"{name} must be {self.kind}, got {type(array).__name__}")
+        found = array_dtype(array)
+        if found not in SUPPORTED_DTYPES:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {found}")
+        if dtype is not None and found != dtype:
+            raise TypeError(f"{name} must have the dtype of x ({dtype}), got {found}")
+        shape = array_shape(array)
+        if len(shape) != ndim:
+            raise ValueError(f"{name} must be {ndim}-D, got {len(shape)}-D array of shape {shape}")
+        if not self.contiguous(array):
+            raise ValueError(f"{name} must be C-contiguous (make it contiguous first), got a "
+                             f"strided array of shape {shape}")
+
+    def shape(self, name: str, array, expected: tuple, why: str) -> None:
+        if array_shape(array) != tuple(expected):
+            raise ValueError(f"{name} must have shape {tuple(expected)} ({why}), got "
+                             f"{array_shape(array)}")
+
+    def like(self, name: str, array, like, like_name: str) -> None:
+        """`array` must match `like` (named `like_name`) in rank, shape, dtype and layout."""
+        self.array(name, array, len(array_shape(like)), array_dtype(like))
+        self.shape(name, array, array_shape(like), f"the shape of {like_name}")
+
+    def vector(self, name: str, array, size: int, dtype: np.dtype, why: str,
+               optional: bool = True) -> None:
+        """A per-column or per-channel vector of length `size`; None is accepted when
+        `optional` (weight, bias) and refused otherwise (statistics, running estimates)."""
+        if array is None:
+            if optional:
+                return
+            raise TypeError(f"{name} must be an array of shape ({size},) ({why}), got None")
+        self.array(name, array, 1, dtype)
+        self.shape(name, array, (size,), why)
+
+    def statistics(self, name: str, array, shape: tuple, dtype: np.dtype, why: str) -> None:
+        """Saved statistics (mean, inv_std, ...) of a given shape and x's dtype."""
+        if array is None:
+            raise TypeError(f"{name} must be an array of shape {shape} ({why}), got None")
+        self.array(name, array, len(shape), dtype)
+        self.shape(name, array, shape, why)
+
+
+HOST = Checker(lambda a: isinstance(a, np.ndarray), _host_contiguous, "a numpy.ndarray")
+
+
+def device(simulator: bool) -> Checker:
+    """Device arrays; under the simulator NumPy arrays are the device arrays."""
+    def accepts(array) -> bool:
+        return hasattr(array, "__cuda_array_interface__") or (
+            simulator and isinstance(array, np.ndarray))
+
+    return Checker(accepts, _interface_contiguous,
+                   "a CUDA device array (CuPy, numba.cuda, torch or anything with "
+                   "__cuda_array_interface__); move it with Tensor.to('cuda') or cupy.asarray")
+
+
+def check_eps(eps: object) -> float:
+    """eps as the float the kernels are compiled for. Its value is the framework's rule (a
+    layer may accept zero or negative eps, as PyTorch's do); only its type is checked here."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating,
+                                                                 np.integer)):
+        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
+    return float(eps)
+
+
+def check_num_groups(num_groups: object, channels: int) -> int:
+    """num_groups must be a positive int dividing the channel count: the kernels index
+    channels by group, so anything else would read past a set."""
+    if isinstance(num_groups, (bool, np.bool_)) or not isinstance(num_groups, (int, np.integer)):
+        raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
+    if num_groups <= 0:
+        raise ValueError(f"num_groups must be a positive int, got {num_groups}")
+    if channels % num_groups:
+        raise ValueError(
+            f"num_groups must divide the number of channels: x has {channels} channels, "
+            f"not divisible by num_groups={num_groups}"
+        )
+    return int(num_groups)
