@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from norm_configs import CONFIGS, IDS
+from parity import assert_close
 
 import tinygrad_norm as tn
 from tinygrad_norm import device, nn
@@ -17,16 +19,6 @@ if device._cuda_unavailable_reason() is not None:
     pytest.skip(f"no CUDA device or simulator: {device._cuda_unavailable_reason()}",
                 allow_module_level=True)
 
-LAYERS = [
-    ("BatchNorm2d", lambda: nn.BatchNorm2d(4), (2, 4, 3, 3)),
-    ("BatchNorm1d", lambda: nn.BatchNorm1d(3), (6, 3)),
-    ("GroupNorm", lambda: nn.GroupNorm(2, 4), (2, 4, 3, 3)),
-    ("InstanceNorm2d", lambda: nn.InstanceNorm2d(4, affine=True), (2, 4, 3, 3)),
-    ("LayerNorm", lambda: nn.LayerNorm([3, 3]), (2, 4, 3, 3)),
-    ("RMSNorm", lambda: nn.RMSNorm(5), (3, 5)),
-]
-
-
 def run_layer(layer, x_np, upstream, device_name):
     x = tn.Tensor(x_np, requires_grad=True).to(device_name)
     y = layer(x)
@@ -34,25 +26,41 @@ def run_layer(layer, x_np, upstream, device_name):
     return y
 
 
-@pytest.mark.parametrize("name, make, shape", LAYERS, ids=[case[0] for case in LAYERS])
-def test_layer_on_cuda_matches_cpu_forward_backward_and_buffers(name, make, shape):
+@pytest.mark.parametrize("name, args, kwargs, shape", CONFIGS, ids=IDS)
+def test_layer_on_cuda_matches_cpu_forward_backward_and_buffers(name, args, kwargs, shape):
+    """The same configuration table as the PyTorch parity tests, on the cuda device: a
+    training step (running statistics move) and an eval step."""
     rng = np.random.default_rng(0)
-    x_np = rng.standard_normal(shape).astype(np.float32)
-    upstream = rng.standard_normal(shape).astype(np.float32)
-    cpu_layer, gpu_layer = make(), make().to("cuda")
+    cpu_layer = getattr(nn, name)(*args, **kwargs)
+    for param in cpu_layer.parameters():
+        param.data[...] = rng.uniform(0.5, 1.5, param.shape)
+    gpu_layer = getattr(nn, name)(*args, **kwargs)
+    gpu_layer.load_state_dict(cpu_layer.state_dict())
+    gpu_layer.to("cuda")
     assert all(p.device == "cuda" for p in gpu_layer.parameters())
-    y_cpu = run_layer(cpu_layer, x_np, upstream, "cpu")
-    y_gpu = run_layer(gpu_layer, x_np, upstream, "cuda")
-    assert y_gpu.device == "cuda"
-    np.testing.assert_allclose(y_gpu.detach().cpu().numpy(), y_cpu.detach().numpy(),
-                               atol=2e-6, rtol=1e-5)
-    for (key, ours), theirs in zip(gpu_layer.state_dict().items(),
-                                   cpu_layer.state_dict().values()):
-        np.testing.assert_allclose(ours, theirs, atol=1e-6, err_msg=key)
-    for ours, theirs in zip(gpu_layer.parameters(), cpu_layer.parameters()):
-        assert ours.grad.device == "cuda"
-        np.testing.assert_allclose(ours.grad.cpu().numpy(), theirs.grad.numpy(), atol=1e-5,
-                                   rtol=1e-5)
+    for mode in ("train", "eval"):
+        cpu_layer.train(mode == "train")
+        gpu_layer.train(mode == "train")
+        x_np = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+        upstream = rng.standard_normal(shape).astype(np.float32)
+        for layer in (cpu_layer, gpu_layer):
+            for param in layer.parameters():
+                param.grad = None
+        y_cpu = run_layer(cpu_layer, x_np, upstream, "cpu")
+        y_gpu = run_layer(gpu_layer, x_np, upstream, "cuda")
+        assert y_gpu.device == "cuda"
+        assert_close(y_gpu.detach().cpu().numpy(), y_cpu.detach().numpy(), np.float32,
+                     f"{mode} output", against="torch", atol_scale=2)
+        for (key, ours), theirs in zip(gpu_layer.state_dict().items(),
+                                       cpu_layer.state_dict().values()):
+            if np.asarray(theirs).dtype == np.int64:  # num_batches_tracked
+                np.testing.assert_array_equal(ours, theirs, err_msg=key)
+            else:
+                assert_close(ours, theirs, np.float32, f"{mode} {key}", against="torch")
+        for ours, theirs in zip(gpu_layer.parameters(), cpu_layer.parameters()):
+            assert ours.grad.device == "cuda"
+            assert_close(ours.grad.cpu().numpy(), theirs.grad.numpy(), np.float32,
+                         f"{mode} parameter gradient", against="torch", atol_scale=10)
 
 
 def test_eval_mode_batch_norm_on_cuda_matches_cpu():
