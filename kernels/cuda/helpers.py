@@ -35,8 +35,9 @@ MAX_BLOCK = 1024
 SCRATCH = MAX_BLOCK if SIMULATOR else WARP
 SCRATCH_GROUPS = MAX_BLOCK // WARP
 # Registers a lane may spend on one row of the warp-per-row kernels, in 32-bit words:
-# 32 float32 or 16 float64 elements; longer rows go to the block-per-row kernels.
-ROW_WORDS = 32
+# 8 float32 or 4 float64 elements (rows of 256 / 128); longer rows go to the block-per-row
+# kernels. ptx_check --resources measured 16 words at 130-146 registers on sm_80.
+ROW_WORDS = 8
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ class Geometry:
 
 
 GEOMETRY = (Geometry(block=64, blocks=4, row_buckets=(1, 2, 4)) if SIMULATOR
-            else Geometry(block=256, blocks=None, row_buckets=(4, 8, 16, 32)))
+            else Geometry(block=256, blocks=None, row_buckets=(2, 4, 8)))
 
 
 @contextlib.contextmanager

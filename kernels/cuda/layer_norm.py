@@ -29,7 +29,7 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda, float64, uint32
+from numba import cuda, float64, int32, uint32
 
 from kernels.cuda import helpers
 from kernels.cuda.helpers import (
@@ -58,6 +58,15 @@ def affine(deviation, r, weight, bias, index):
     return out
 
 
+@device_function
+def lane_view(array, lane):
+    """array[lane:] (None for None): its element k·WARP is column lane + k·WARP at a
+    constant offset, with no index arithmetic or negative-index wraparound per element."""
+    if array is None:
+        return None
+    return array[lane:]
+
+
 # The warp-per-row kernels are specialised by row-length bucket (helpers.row_bucket): lane l
 # holds columns l, l + 32, ..., l + 32·(per_lane - 1) of its row in registers, so a short row
 # pays only for the registers it uses. Each row is processed in phases: every global load
@@ -79,6 +88,9 @@ def forward_warp_kernel(per_lane: int):
         zero = x.dtype.type(0.0)
         centered = mean is not None
         lane = cuda.threadIdx.x % WARP
+        tail = int32(cols - lane)  # this lane's columns are lane + k·WARP for k·WARP < tail
+        weight_lane = lane_view(weight, lane)
+        bias_lane = lane_view(bias, lane)
         warps = cuda.blockDim.x // WARP
         # block-uniform loop: every warp runs the same trips, inactive ones (row >= rows)
         # compute on the last row and store nothing
@@ -87,9 +99,9 @@ def forward_warp_kernel(per_lane: int):
             active = row < rows
             x_row = x[min(row, rows - 1)]
             shift = x_row[0] if centered else zero
+            x_lane = x_row[lane:]  # column lane + k·WARP is x_lane[k·WARP], a constant offset
             for k in range(per_lane):
-                j = uint32(lane + k * WARP)
-                values[k] = x_row[j] if j < cols else shift  # padding: deviation 0
+                values[k] = x_lane[k * WARP] if k * WARP < tail else shift  # pad: deviation 0
             total = zero
             for k in range(per_lane):
                 values[k] -= shift
@@ -98,27 +110,31 @@ def forward_warp_kernel(per_lane: int):
             centre_t = x.dtype.type(centre)
             squares = zero
             for k in range(per_lane):
-                if lane + k * WARP < cols:
+                if k * WARP < tail:
                     d = values[k] - centre_t
                     squares += d * d
             r = 1.0 / math.sqrt(warp_sum(squares, scratch) / cols + eps)
             r_t = x.dtype.type(r)
             if active:
-                # GroupNorm: column j belongs to channel first_channel + j // spatial
-                first_channel = (row % num_groups) * (cols // spatial)
-                channel, position = split_index(lane, spatial)
-                step_channel, step_position = split_index(WARP, spatial)
+                if num_groups is None:  # LayerNorm, RMSNorm: weight and bias per column
+                    for k in range(per_lane):
+                        if k * WARP < tail:
+                            values[k] = affine(values[k] - centre_t, r_t, weight_lane,
+                                               bias_lane, k * WARP)
+                else:  # GroupNorm: column j belongs to channel first_channel + j // spatial
+                    first_channel = (row % num_groups) * (cols // spatial)
+                    channel, position = split_index(lane, spatial)
+                    step_channel, step_position = split_index(WARP, spatial)
+                    for k in range(per_lane):
+                        if k * WARP < tail:
+                            values[k] = affine(values[k] - centre_t, r_t, weight, bias,
+                                               first_channel + channel)
+                        channel, position = step_index(channel, position, step_channel,
+                                                       step_position, spatial)
+                y_lane = y[row, lane:]
                 for k in range(per_lane):
-                    if lane + k * WARP < cols:
-                        values[k] = affine(values[k] - centre_t, r_t, weight, bias,
-                                           first_channel + channel)
-                    channel, position = step_index(channel, position, step_channel,
-                                                   step_position, spatial)
-                y_row = y[row]
-                for k in range(per_lane):
-                    j = uint32(lane + k * WARP)
-                    if j < cols:
-                        y_row[j] = values[k]
+                    if k * WARP < tail:
+                        y_lane[k * WARP] = values[k]
                 if lane == 0:
                     if mean is not None:
                         mean[row] = shift + centre
@@ -185,24 +201,24 @@ def backward_warp_kernel(per_lane: int):
         tid, threads = cuda.threadIdx.x, cuda.blockDim.x
         lane, warp = tid % WARP, tid // WARP
         warps = threads // WARP
-        own_weight = warp * cols
-        own_bias = (warps + warp) * cols
+        tail = int32(cols - lane)  # this lane's columns are lane + k·WARP for k·WARP < tail
+        weight_lane = lane_view(weight, lane)
+        own_weight = uint32(warp * cols + lane)  # shared-memory offsets are 32-bit
+        own_bias = uint32((warps + warp) * cols + lane)
         for k in range(per_lane):
-            j = uint32(lane + k * WARP)
-            if j < cols:
-                sums[own_weight + j] = zero
+            if k * WARP < tail:
+                sums[own_weight + k * WARP] = zero
                 if dbias_part is not None:
-                    sums[own_bias + j] = zero
+                    sums[own_bias + k * WARP] = zero
         for first in range(cuda.blockIdx.x * warps, rows, cuda.gridDim.x * warps):
             row = first + warp
             active = row < rows
             source = min(row, rows - 1)
-            x_row = x[source]
-            dy_row = dy[source]
+            x_lane = x[source, lane:]
+            dy_lane = dy[source, lane:]
             for k in range(per_lane):
-                j = uint32(lane + k * WARP)
-                deviations[k] = x_row[j] if j < cols else zero
-                grads[k] = dy_row[j] if j < cols else zero
+                deviations[k] = x_lane[k * WARP] if k * WARP < tail else zero
+                grads[k] = dy_lane[k * WARP] if k * WARP < tail else zero
             mu = zero
             if mean is not None:  # RMSNorm passes None: compiled out
                 mu = mean[source]
@@ -211,11 +227,10 @@ def backward_warp_kernel(per_lane: int):
             sum_g = zero
             sum_g_d = zero
             for k in range(per_lane):
-                j = uint32(lane + k * WARP)
-                if j < cols:
+                if k * WARP < tail:
                     d = deviations[k] - mu
                     deviations[k] = d
-                    g = grads[k] * weight[j] if weight is not None else grads[k]
+                    g = grads[k] * weight_lane[k * WARP] if weight is not None else grads[k]
                     sum_d += d
                     sum_g += g
                     sum_g_d += g * d
@@ -229,19 +244,17 @@ def backward_warp_kernel(per_lane: int):
             r_t = x.dtype.type(r)
             if active:
                 for k in range(per_lane):
-                    j = uint32(lane + k * WARP)
-                    if j < cols:
+                    if k * WARP < tail:
                         xhat = (deviations[k] - correction_t) * r_t
-                        g = grads[k] * weight[j] if weight is not None else grads[k]
+                        g = grads[k] * weight_lane[k * WARP] if weight is not None else grads[k]
                         deviations[k] = r_t * g - offset - xhat * xhat_scale
-                        sums[own_weight + j] += grads[k] * xhat
+                        sums[own_weight + k * WARP] += grads[k] * xhat
                         if dbias_part is not None:
-                            sums[own_bias + j] += grads[k]
-                dx_row = dx[row]
+                            sums[own_bias + k * WARP] += grads[k]
+                dx_lane = dx[row, lane:]
                 for k in range(per_lane):
-                    j = uint32(lane + k * WARP)
-                    if j < cols:
-                        dx_row[j] = deviations[k]
+                    if k * WARP < tail:
+                        dx_lane[k * WARP] = deviations[k]
         cuda.syncthreads()
         block = cuda.blockIdx.x
         for j in range(tid, cols, threads):
@@ -314,8 +327,9 @@ def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, num_groups: in
     per_lane = helpers.row_bucket(cols, x.dtype)
     if per_lane is not None:
         grid = helpers.blocks_for(rows, block // WARP, most=helpers.row_grid_limit())
-        forward_warp_kernel(per_lane)[grid, block, stream](x, weight, bias, eps, num_groups,
-                                                           spatial, y, mean, inv_std)
+        grouped = spatial > 1 or num_groups > 1  # GroupNorm: a per-channel affine
+        forward_warp_kernel(per_lane)[grid, block, stream](
+            x, weight, bias, eps, num_groups if grouped else None, spatial, y, mean, inv_std)
         return
     row_bytes = cols * x.dtype.itemsize
     cached = row_bytes <= SHARED_ROW_BYTES

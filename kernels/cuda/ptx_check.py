@@ -12,9 +12,10 @@ variants, float32 and float64, for compute capabilities 8.0 and 9.0.
 either: it runs ptxas for the named arch) and reads registers, spill bytes and shared
 memory from the link log. It prints a table and fails when a kernel is over budget:
 REGISTER_BUDGET registers (WARP_ROW_BUDGET for the warp-per-row kernels, whose occupancy
-is what hides their memory latency), and no spills. Results are cached on disk, keyed
-by the kernel sources and the compiler versions, so a rerun with unchanged kernels is
-instant. Must run with the simulator off.
+is what hides their memory latency), and no spills. The table is cached in
+ptx_resources.json (committed), keyed by the kernel sources and the compiler versions: a
+rerun with unchanged kernels is instant, a changed kernel recompiles everything (minutes on
+2 cores) and rewrites the file. Must run with the simulator off.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def kernel_signatures(dtype) -> list[tuple[str, object, tuple]]:
         kernel = layer_norm.forward_warp_kernel(per_lane)
         for kind, weight, bias, mean in forward_kinds:
             out.append((f"forward_warp_rows[{per_lane}] {kind}", kernel,
-                        (m2, weight, bias, F64, i64, i64, m2, mean, v)))
+                        (m2, weight, bias, F64, NONE, i64, m2, mean, v)))
+        out.append((f"forward_warp_rows[{per_lane}] group_norm", kernel,
+                    (m2, v, v, F64, i64, i64, m2, v, v)))
         kernel = layer_norm.backward_warp_kernel(per_lane)
         for kind, weight, mean, dbias in backward_kinds:
             out.append((f"backward_warp_rows[{per_lane}] {kind}", kernel,
@@ -206,11 +209,16 @@ def compile_all(targets=TARGETS, resources: bool = False, workers: int | None = 
 
 
 def cache_key() -> str:
-    """Hash of the kernel sources and the compiler versions: the cached table is valid
-    while none of them changes."""
+    """Hash of the kernel sources, the variants compiled and the compiler versions: the
+    cached table is valid while none of them changes (budgets are applied on reading)."""
     digest = hashlib.sha256()
     for path in sorted(pathlib.Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+        if path.name not in ("ptx_check.py", "gpu_check.py"):
+            digest.update(path.name.encode() + path.read_bytes())
+    for dtype, cc in TARGETS:
+        names = [(name, str(signature)) for name, _, signature in
+                 kernel_signatures(getattr(types, dtype))]
+        digest.update(repr((dtype, cc, names)).encode())
     for package in ("numba", "numba-cuda", "cuda-core", "nvidia-nvjitlink", "cuda-bindings"):
         try:
             digest.update(f"{package}={importlib.metadata.version(package)}".encode())
@@ -219,27 +227,29 @@ def cache_key() -> str:
     return digest.hexdigest()[:20]
 
 
-def cache_path() -> pathlib.Path:
-    root = os.environ.get("TINYGRAD_NORM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tinygrad_norm")
-    return pathlib.Path(root, f"ptx_resources-{cache_key()}.json")
+# The table of the last full run, committed with the kernels: valid while cache_key() (the
+# kernel sources and compiler versions) is unchanged, recomputed and rewritten otherwise.
+CACHE = pathlib.Path(__file__).with_name("ptx_resources.json")
 
 
 def load_cached() -> list[Resources] | None:
     try:
-        rows = json.loads(cache_path().read_text())
+        cached = json.loads(CACHE.read_text())
     except (OSError, ValueError):
         return None
-    return [Resources(**row) for row in rows]
+    if cached.get("key") != cache_key():
+        return None
+    return [Resources(**row) for row in cached["rows"]]
 
 
 def store_cached(rows: list[Resources]) -> None:
-    path = cache_path()
+    rows = sorted(rows, key=lambda r: (r.name, r.dtype, r.arch))
+    text = json.dumps({"key": cache_key(), "rows": [dataclasses.asdict(r) for r in rows]},
+                      indent=0)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps([dataclasses.asdict(row) for row in rows]))
-        temporary.replace(path)
+        temporary = CACHE.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(text + "\n")
+        temporary.replace(CACHE)
     except OSError:
         pass  # a cache that cannot be written only costs time
 
@@ -260,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resources", action="store_true",
                         help="link with nvJitLink, print registers/spills/shared memory and "
                              "fail over budget")
-    parser.add_argument("--no-cache", action="store_true", help="recompile even if cached")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompile even if ptx_resources.json matches")
     parser.add_argument("--jobs", type=int, default=None, help="compile processes (all cores)")
     args = parser.parse_args(argv)
     if config.ENABLE_CUDASIM:
