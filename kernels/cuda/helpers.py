@@ -49,6 +49,9 @@ class Geometry:
     block: int  # threads per block of every kernel (a multiple of WARP)
     blocks: int | None  # blocks of the cross-block kernels; None: two per SM
     row_buckets: tuple[int, ...]  # elements per lane of the warp-per-row kernels, ascending
+    # dynamic shared memory a row kernel may use (48 KB without opting in on every CUDA GPU,
+    # less the scratch array)
+    shared_bytes: int = 47 * 1024
 
 
 GEOMETRY = (Geometry(block=64, blocks=4, row_buckets=(1, 2, 4)) if SIMULATOR

@@ -42,11 +42,6 @@ from kernels.cuda.helpers import (
     warp_sum,
 )
 
-# Dynamic shared memory per block, leaving room for the scratch array (48 KB is the limit
-# without opting in on every CUDA GPU).
-SHARED_ROW_BYTES = 47 * 1024
-
-
 @device_function
 def affine(deviation, r, weight, bias, index):
     """deviation·r·weight[index] + bias[index]; a None weight or bias is compiled out."""
@@ -332,7 +327,7 @@ def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, num_groups: in
             x, weight, bias, eps, num_groups if grouped else None, spatial, y, mean, inv_std)
         return
     row_bytes = cols * x.dtype.itemsize
-    cached = row_bytes <= SHARED_ROW_BYTES
+    cached = row_bytes <= helpers.GEOMETRY.shared_bytes
     grid = helpers.blocks_for(rows, 1, most=helpers.row_grid_limit())
     forward_block_rows[grid, block, stream, row_bytes if cached else 0](
         x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std)
@@ -341,7 +336,7 @@ def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, num_groups: in
 def backward_warps(cols: int, itemsize: int, partials: int) -> int:
     """Warps per block of the warp-per-row backward: GEOMETRY.block's, fewer where their
     shared-memory rows (`partials`·cols·itemsize bytes each) would not fit."""
-    fit = SHARED_ROW_BYTES // (partials * cols * itemsize)
+    fit = helpers.GEOMETRY.shared_bytes // (partials * cols * itemsize)
     return max(1, min(helpers.GEOMETRY.block // WARP, fit))
 
 

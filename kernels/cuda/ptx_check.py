@@ -55,9 +55,10 @@ def kernel_signatures(dtype) -> list[tuple[str, object, tuple]]:
     v, m2, m3 = _array(dtype, 1), _array(dtype, 2), _array(dtype, 3)
     p2, p3 = _array(F64, 2), _array(F64, 3)
     i64, flag = types.int64, types.boolean
-    # (weight, bias, mean) of LayerNorm/GroupNorm with and without affine, RMSNorm with and
-    # without weight
-    forward_kinds = (("layer_norm", v, v, v), ("layer_norm no affine", NONE, NONE, v),
+    # (weight, bias, mean) of LayerNorm/GroupNorm with and without affine, LayerNorm(bias=
+    # False), RMSNorm with and without weight
+    forward_kinds = (("layer_norm", v, v, v), ("layer_norm no bias", v, NONE, v),
+                     ("layer_norm no affine", NONE, NONE, v),
                      ("rms_norm", v, NONE, NONE), ("rms_norm no weight", NONE, NONE, NONE))
     # (weight, mean, dbias partial)
     backward_kinds = (("layer_norm", v, v, m2), ("layer_norm no affine", NONE, v, m2),
