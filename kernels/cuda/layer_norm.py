@@ -42,6 +42,7 @@ from kernels.cuda.helpers import (
     warp_sum,
 )
 
+
 @device_function
 def affine(deviation, r, weight, bias, index):
     """deviation·r·weight[index] + bias[index]; a None weight or bias is compiled out."""

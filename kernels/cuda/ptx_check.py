@@ -12,7 +12,10 @@ variants, float32 and float64, for compute capabilities 8.0 and 9.0.
 either: it runs ptxas for the named arch) and reads registers, spill bytes and shared
 memory from the link log. It prints a table and fails when a kernel is over budget:
 REGISTER_BUDGET registers (WARP_ROW_BUDGET for the warp-per-row kernels, whose occupancy
-is what hides their memory latency), and no spills. The table is cached in
+is what hides their memory latency), and no spills. For the warp-per-row kernels it also
+disassembles the cubin (nvdisasm, from the nvidia-cuda-nvdisasm wheel) and requires a
+lane's row loads to be issued back to back, before any instruction reads one of them
+(sass_loads_in_flight): per_lane loads forward, 2·per_lane backward. The table is cached in
 ptx_resources.json (committed), keyed by the kernel sources and the compiler versions: a
 rerun with unchanged kernels is instant, a changed kernel recompiles everything (minutes on
 2 cores) and rewrites the file. Must run with the simulator off.
@@ -29,7 +32,10 @@ import json
 import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 from numba import config, types
@@ -38,9 +44,11 @@ F64 = types.float64
 NONE = types.none
 TARGETS = (("float32", (8, 0)), ("float32", (9, 0)), ("float64", (8, 0)), ("float64", (9, 0)))
 REGISTER_BUDGET = 128
-# 80 registers let three 256-thread blocks (24 warps) share an SM's 64 K registers; the
-# restructured warp kernels measure 30-72 (forward) and 40-96 (backward) on sm_90.
-WARP_ROW_BUDGET = 96
+# The warp-per-row kernels hide memory latency by occupancy: at 80 registers three
+# 256-thread blocks (24 warps) share an SM's 64 K registers. Measured (ptx_resources.json)
+# with the row buckets of helpers.GEOMETRY: see the README; sm_80's ptxas allocates more for
+# the same PTX, so its budget is the general one.
+WARP_ROW_BUDGET = {"sm_90": 80, "sm_80": 128}
 SPILL_BUDGET = 0
 
 
@@ -122,15 +130,27 @@ class Resources:
     spill_stores: int
     spill_loads: int
     shared_bytes: int  # static shared memory; the row kernels add dynamic shared at launch
+    loads_in_flight: int | None = None  # warp-row kernels: see sass_loads_in_flight
 
     @property
     def budget(self) -> int:
-        return WARP_ROW_BUDGET if is_warp_row_kernel(self.name) else REGISTER_BUDGET
+        return WARP_ROW_BUDGET[self.arch] if is_warp_row_kernel(self.name) else REGISTER_BUDGET
+
+    @property
+    def loads_wanted(self) -> int:
+        """Global loads a warp-row kernel must have in flight together: a lane's row
+        elements (forward: x; backward: x and dy), 0 for the other kernels."""
+        match = re.search(r"_warp_rows\[(\d+)\]", self.name)
+        if match is None:
+            return 0
+        return int(match.group(1)) * (2 if self.name.startswith("backward") else 1)
 
     @property
     def over_budget(self) -> bool:
+        too_few_loads = self.loads_in_flight is not None and \
+            self.loads_in_flight < self.loads_wanted
         return (self.registers > self.budget or self.spill_stores > SPILL_BUDGET
-                or self.spill_loads > SPILL_BUDGET)
+                or self.spill_loads > SPILL_BUDGET or too_few_loads)
 
 
 _USED = re.compile(r"Used (\d+) registers")
@@ -153,6 +173,57 @@ def parse_link_log(log: str, ptx: str) -> tuple[int, int, int, int]:
     return int(used.group(1)), int(spills.group(1)), int(spills.group(2)), smem
 
 
+_INSTRUCTION = re.compile(r"/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
+_REGISTER = re.compile(r"\bR(\d+)\b")
+_STORES = ("ST", "RED", "ATOM", "BRA", "BRX", "RET", "CALL", "EXIT", "BAR", "BSSY", "BSYNC",
+           "ISETP", "FSETP", "DSETP")
+
+
+def nvdisasm() -> str | None:
+    """The nvdisasm binary: on PATH, from the nvidia-cuda-nvdisasm wheel, or in CUDA."""
+    found = shutil.which("nvdisasm")
+    if found:
+        return found
+    for root in [*sys.path, "/usr/local/cuda"]:
+        for candidate in (pathlib.Path(root, "nvidia/cu13/bin/nvdisasm"),
+                          pathlib.Path(root, "bin/nvdisasm")):
+            if candidate.is_file():
+                return str(candidate)
+    return None
+
+
+def sass_loads_in_flight(sass: str) -> int:
+    """The most global loads (LDG) issued back to back before any instruction reads one of
+    their destination registers, in the order the SASS lists them: a lower bound on the
+    loads a warp has in flight together (control flow is ignored)."""
+    pending: set[int] = set()
+    count = best = 0
+    for opcode, operands in _INSTRUCTION.findall(sass):
+        registers = [int(r) for r in _REGISTER.findall(operands)]
+        if opcode.startswith("LDG"):
+            if pending.intersection(registers[1:]):  # an address from a pending load
+                best, pending, count = max(best, count), set(), 0
+            width = 4 if ".128" in opcode else 2 if ".64" in opcode else 1
+            pending.update(range(registers[0], registers[0] + width))
+            count += 1
+            continue
+        sources = registers if opcode.startswith(_STORES) else registers[1:]
+        if pending.intersection(sources):
+            best, pending, count = max(best, count), set(), 0
+    return max(best, count)
+
+
+def disassemble(cubin: bytes) -> str | None:
+    tool = nvdisasm()
+    if tool is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
+        file.write(cubin)
+        file.flush()
+        return subprocess.run([tool, "-c", file.name], capture_output=True, text=True,
+                              check=True).stdout
+
+
 def link(ptx: str, arch: str) -> tuple[str, bytes]:
     """(info log, cubin) of `ptx` linked for `arch` ("sm_90") by nvJitLink."""
     from cuda.core import Linker, LinkerOptions, ObjectCode
@@ -166,8 +237,7 @@ def link(ptx: str, arch: str) -> tuple[str, bytes]:
         linker.close()
 
 
-def compile_one(dtype_name: str, cc: tuple[int, int], index: int, resources: bool,
-                sass_dir: str | None = None):
+def compile_one(dtype_name: str, cc: tuple[int, int], index: int, resources: bool):
     """Compile the index-th kernel signature for one dtype and compute capability; return
     (failure or None, Resources or None)."""
     from numba import cuda
@@ -182,10 +252,11 @@ def compile_one(dtype_name: str, cc: tuple[int, int], index: int, resources: boo
         if not resources:
             return None, None
         log, cubin = link(ptx, arch)
-        if sass_dir is not None:
-            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", where)
-            pathlib.Path(sass_dir, safe + ".cubin").write_bytes(cubin)
-        return None, Resources(name, dtype_name, arch, *parse_link_log(log, ptx))
+        loads = None
+        if is_warp_row_kernel(name):
+            sass = disassemble(cubin)
+            loads = None if sass is None else sass_loads_in_flight(sass)
+        return None, Resources(name, dtype_name, arch, *parse_link_log(log, ptx), loads)
     except Exception as error:  # report every kernel, not just the first failure
         return f"{where}: {type(error).__name__}: {error}", None
 
@@ -195,15 +266,14 @@ def jobs(targets=TARGETS) -> list[tuple[str, tuple[int, int], int]]:
             for index in range(len(kernel_signatures(getattr(types, dtype))))]
 
 
-def compile_all(targets=TARGETS, resources: bool = False, workers: int | None = None,
-                sass_dir: str | None = None):
+def compile_all(targets=TARGETS, resources: bool = False, workers: int | None = None):
     """compile_one for every kernel and target, spread over processes (NVVM compiles
     serially); returns (failures, resource rows)."""
     todo = jobs(targets)
     workers = workers or os.cpu_count() or 1
     with concurrent.futures.ProcessPoolExecutor(workers) as pool:
         results = list(pool.map(compile_one, *zip(*todo), [resources] * len(todo),
-                                [sass_dir] * len(todo), chunksize=4))
+                                chunksize=4))
     failures = [failure for failure, _ in results if failure is not None]
     rows = [row for _, row in results if row is not None]
     return failures, rows
@@ -257,11 +327,14 @@ def store_cached(rows: list[Resources]) -> None:
 
 def table(rows: list[Resources]) -> str:
     lines = [f"{'kernel':<44} {'dtype':<8} {'arch':<6} {'regs':>4} {'budget':>6} "
-             f"{'spill st/ld':>11} {'smem':>6}  status"]
+             f"{'spill st/ld':>11} {'smem':>6} {'loads':>9}  status"]
     for row in sorted(rows, key=lambda r: (r.name, r.dtype, r.arch)):
+        loads = "-" if row.loads_in_flight is None else \
+            f"{row.loads_in_flight}/{row.loads_wanted}"
         lines.append(f"{row.name:<44} {row.dtype:<8} {row.arch:<6} {row.registers:>4} "
                      f"{row.budget:>6} {row.spill_stores:>5}/{row.spill_loads:<5} "
-                     f"{row.shared_bytes:>6}  {'OVER BUDGET' if row.over_budget else 'ok'}")
+                     f"{row.shared_bytes:>6} {loads:>9}  "
+                     f"{'OVER BUDGET' if row.over_budget else 'ok'}")
     return "\n".join(lines)
 
 
@@ -279,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         print("compile_ptx needs the real numba.cuda: unset NUMBA_ENABLE_CUDASIM", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    rows = None if (args.no_cache or not args.resources) else load_cached()
+    rows = None if args.no_cache else load_cached()
     cached = rows is not None
     failures: list[str] = []
     if rows is None:
@@ -294,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in over:
             print(f"over budget: {row.name} {row.dtype} {row.arch}: {row.registers} registers "
                   f"(budget {row.budget}), {row.spill_stores} B spill stores, "
-                  f"{row.spill_loads} B spill loads (budget {SPILL_BUDGET})", file=sys.stderr)
+                  f"{row.spill_loads} B spill loads (budget {SPILL_BUDGET}), "
+                  f"{row.loads_in_flight} loads in flight (wanted {row.loads_wanted})",
+                  file=sys.stderr)
     print(f"{len(jobs())} kernel variants x targets "
           f"{'compiled with failures' if failures else 'compiled'}"
           f"{', cached table' if cached else ''} in {time.perf_counter() - start:.1f} s")
