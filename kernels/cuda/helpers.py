@@ -301,7 +301,7 @@ def empty(like, shape: tuple, dtype=None):
     if cupy is None:
         return cuda.device_array(shape, dtype)
     out = cupy.empty(shape, dtype)
-    if isinstance(like, cuda.cudadrv.devicearray.DeviceNDArray):
+    if type(like).__module__.startswith("numba"):  # a numba device array
         return cuda.as_cuda_array(out)  # holds a reference to `out`, so the pool keeps it
     return out
 
