@@ -1,30 +1,37 @@
 """BatchNorm of x (N, C, S) on the GPU: one set per channel over N and S.
 
-Every kernel runs on a (P, C) grid: block (p, c) owns the p-th of P equal slices of
-channel c's N·S elements (a slice is a run of contiguous S-segments, read coalesced), and
-P is chosen so that P·C is about two blocks per SM. Cross-block sums go through per-block
-partials that the next launch merges in block order (deterministic, no atomics).
+The statistics kernels run on a (P, C) grid: block (p, c) owns the p-th of P equal slices
+of channel c's N·S elements (a slice is a run of contiguous S-segments, read coalesced),
+and P is chosen so that P·C is about two blocks per SM. Their per-block partials are
+merged once per channel, in block order, by one warp (deterministic, no atomics): lane l
+merges partials l, l + 32, ..., then lane 0 merges the 32 lane results in lane order.
+The merge writes per-channel coefficients that the streaming kernels read.
 
-Training forward, two launches (statistics need every block before any output):
+Training forward, three launches (statistics need every block before any output):
     1. `channel_moments`: block (p, c) sums d = x - K_c and d^2 (K_c = x[0, c, 0], so d is
        small and exact when |mean| >> std) and stores its slice's (count, mean(d), M2).
-    2. `normalize`: every block merges channel c's P partials with Chan's formula in
+    2. `merge_moments`: a warp per channel merges its P partials with Chan's formula in
        float64 (n = nA + nB, δ = μB - μA, μ = μA + δ·nB/n, M2 = M2A + M2B + δ²·nA·nB/n),
-       then y = ((x - K_c) - centre_c)·r_c·weight_c + bias_c; block (0, c) stores mean,
-       inv_std and the biased var.
+       stores mean, inv_std and the biased var, and the coefficients (K_c, centre_c, r_c·
+       weight_c, bias_c) of y = ((x - K_c) - centre_c)·r_c·weight_c + bias_c.
+    3. `affine_channels`: y from the coefficients.
     traffic: read x twice, write y = 3·E·s.
-Eval forward, one launch: y = (x - running_mean_c)·a_c + bias_c,
-    a_c = weight_c/sqrt(running_var_c + eps); traffic 2·E·s.
-Backward, two launches (training and eval), d = x - centre_c, centre = the saved mean
+Eval forward, two launches: `eval_coefficients` (K = running_mean_c, centre 0,
+    a_c = weight_c/sqrt(running_var_c + eps), bias_c), then `affine_channels`; 2·E·s.
+Backward, three launches (training and eval), d = x - centre_c, centre = the saved mean
 (training) or running_mean (eval):
     1. `channel_gradient_sums`: per block sum(dy), sum(dy·d), sum(d).
-    2. `input_gradient`: every block merges channel c's partials in order, then
+    2. `merge_gradient_sums`: a warp per channel adds its partials in order, then
        training: c0 = sum(d)/n (the rounding of the saved mean), dbias = sum(dy),
            dweight = r·(sum(dy·d) - c0·sum(dy)),
            dx = (weight·r/n)·(n·dy - dbias - xhat·dweight), xhat = (d - c0)·r
        eval: r = 1/sqrt(running_var + eps), dx = dy·weight·r,
            dweight = r·sum(dy·d), dbias = sum(dy)
+       and stores dweight, dbias and the coefficients of dx = dy·a - d·b - o.
+    3. `input_gradient`: dx from the coefficients.
     traffic: read dy and x twice (once in eval), write dx: 5·E·s (4·E·s in eval).
+The streaming loops issue UNROLL loads per thread before any store (numba marks no array
+noalias, so a load after a store could not move above it).
 """
 
 from __future__ import annotations
@@ -32,12 +39,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, int64
 
 from kernels.cuda import helpers
 from kernels.cuda.helpers import (
-    BLOCK,
     SCRATCH,
+    WARP,
     block_sum,
     chan_merge,
     device_function,
@@ -46,6 +53,8 @@ from kernels.cuda.helpers import (
 )
 
 MAX_CHANNELS = 65535  # the grid's y dimension
+UNROLL = 4  # elements per thread per trip of the streaming loops, loaded before any store
+MERGE_WARPS = 4  # channels per block of the merge kernels
 
 
 @device_function
@@ -82,55 +91,76 @@ def channel_moments(x, moments):
 
 
 @cuda.jit
-def normalize(x, moments, weight, bias, eps, y, mean, inv_std, var):
-    """Merge channel c's moments (Chan, in order), then write y for block p's slice."""
-    merged = cuda.shared.array(3, float64)
-    _, _, spatial = x.shape
-    channel, part = cuda.blockIdx.y, cuda.blockIdx.x
-    shift = x[0, channel, 0]
-    if cuda.threadIdx.x == 0:
+def merge_moments(moments, x, weight, bias, eps, coefficients, mean, inv_std, var):
+    """A warp per channel: Chan-merge its P moments (lane-strided, then lane 0 in lane
+    order), store the statistics and the coefficients of `affine_channels`."""
+    lanes = cuda.shared.array((MERGE_WARPS, WARP, 3), float64)
+    lane, warp = cuda.threadIdx.x % WARP, cuda.threadIdx.x // WARP
+    channel = cuda.blockIdx.x * MERGE_WARPS + warp
+    channels, parts, _ = moments.shape
+    if channel < channels:
         count, centre, m2 = float64(0.0), float64(0.0), float64(0.0)
-        for p in range(moments.shape[1]):
+        for p in range(lane, parts, WARP):
             count, centre, m2 = chan_merge(count, centre, m2, moments[channel, p, 0],
                                            moments[channel, p, 1], moments[channel, p, 2])
+        lanes[warp, lane, 0] = count
+        lanes[warp, lane, 1] = centre
+        lanes[warp, lane, 2] = m2
+    cuda.syncthreads()
+    if channel < channels and lane == 0:
+        count, centre, m2 = float64(0.0), float64(0.0), float64(0.0)
+        for other in range(WARP):
+            count, centre, m2 = chan_merge(count, centre, m2, lanes[warp, other, 0],
+                                           lanes[warp, other, 1], lanes[warp, other, 2])
         variance = m2 / count
         r = 1.0 / math.sqrt(variance + eps)
-        merged[0] = centre
-        merged[1] = r * weight[channel] if weight is not None else r
-        merged[2] = bias[channel] if bias is not None else 0.0
-        if part == 0:
-            mean[channel] = shift + centre
-            inv_std[channel] = r
-            var[channel] = variance
-    cuda.syncthreads()
-    centre = x.dtype.type(merged[0])
-    scale = x.dtype.type(merged[1])
-    offset = x.dtype.type(merged[2])
-    start, stop = slice_bounds(x.shape[0] * spatial, cuda.gridDim.x, part)
-    i, s = split_index(start + cuda.threadIdx.x, spatial)
-    step_i, step_s = split_index(cuda.blockDim.x, spatial)
-    for _ in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
-        y[i, channel, s] = ((x[i, channel, s] - shift) - centre) * scale + offset
-        i, s = step_index(i, s, step_i, step_s, spatial)
+        shift = float64(x[0, channel, 0])
+        coefficients[channel, 0] = shift
+        coefficients[channel, 1] = centre
+        coefficients[channel, 2] = r * weight[channel] if weight is not None else r
+        coefficients[channel, 3] = bias[channel] if bias is not None else 0.0
+        mean[channel] = shift + centre
+        inv_std[channel] = r
+        var[channel] = variance
 
 
 @cuda.jit
-def normalize_eval(x, running_mean, running_var, weight, bias, eps, y):
-    """y = (x - running_mean_c)·a_c + bias_c for block p's slice of channel c."""
+def eval_coefficients(running_mean, running_var, weight, bias, eps, coefficients):
+    """coefficients of `affine_channels` for eval: y = (x - running_mean_c)·a_c + bias_c."""
+    channel = cuda.grid(1)
+    if channel < running_mean.shape[0]:
+        scale = 1.0 / math.sqrt(float64(running_var[channel]) + eps)
+        coefficients[channel, 0] = running_mean[channel]
+        coefficients[channel, 1] = 0.0
+        coefficients[channel, 2] = scale * weight[channel] if weight is not None else scale
+        coefficients[channel, 3] = bias[channel] if bias is not None else 0.0
+
+
+@cuda.jit
+def affine_channels(x, coefficients, y):
+    """y = ((x - K_c) - centre_c)·scale_c + offset_c for block p's slice of channel c."""
+    values = cuda.local.array(UNROLL, x.dtype)
+    rows = cuda.local.array(UNROLL, int64)
+    columns = cuda.local.array(UNROLL, int64)
     _, _, spatial = x.shape
     channel, part = cuda.blockIdx.y, cuda.blockIdx.x
-    scale = 1.0 / math.sqrt(float64(running_var[channel]) + eps)
-    if weight is not None:
-        scale *= weight[channel]
-    centre = running_mean[channel]
-    scale_t = x.dtype.type(scale)
-    offset = bias[channel] if bias is not None else x.dtype.type(0.0)
+    shift = x.dtype.type(coefficients[channel, 0])
+    centre = x.dtype.type(coefficients[channel, 1])
+    scale = x.dtype.type(coefficients[channel, 2])
+    offset = x.dtype.type(coefficients[channel, 3])
     start, stop = slice_bounds(x.shape[0] * spatial, cuda.gridDim.x, part)
     i, s = split_index(start + cuda.threadIdx.x, spatial)
     step_i, step_s = split_index(cuda.blockDim.x, spatial)
-    for _ in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
-        y[i, channel, s] = (x[i, channel, s] - centre) * scale_t + offset
-        i, s = step_index(i, s, step_i, step_s, spatial)
+    threads = cuda.blockDim.x
+    for t in range(start + cuda.threadIdx.x, stop, threads * UNROLL):
+        for u in range(UNROLL):
+            rows[u], columns[u] = i, s
+            if t + u * threads < stop:
+                values[u] = x[i, channel, s]
+            i, s = step_index(i, s, step_i, step_s, spatial)
+        for u in range(UNROLL):
+            if t + u * threads < stop:
+                y[rows[u], channel, columns[u]] = ((values[u] - shift) - centre) * scale + offset
 
 
 @cuda.jit
@@ -163,19 +193,29 @@ def channel_gradient_sums(dy, x, centre, sums):
 
 
 @cuda.jit
-def input_gradient(dy, x, centre, statistic, weight, eps, training, sums, dx, dweight, dbias):
-    """Merge channel c's sums in order, then write dx for block p's slice. `statistic` is
-    inv_std (training) or running_var (eval)."""
-    coefficients = cuda.shared.array(3, float64)
-    _, _, spatial = x.shape
-    channel, part = cuda.blockIdx.y, cuda.blockIdx.x
-    if cuda.threadIdx.x == 0:
+def merge_gradient_sums(sums, x, statistic, weight, eps, training, coefficients, dweight,
+                        dbias):
+    """A warp per channel: add its P partial sums (lane-strided, then lane 0 in lane order),
+    store dweight, dbias and the coefficients of `input_gradient`. `statistic` is inv_std
+    (training) or running_var (eval)."""
+    lanes = cuda.shared.array((MERGE_WARPS, WARP, 3), float64)
+    lane, warp = cuda.threadIdx.x % WARP, cuda.threadIdx.x // WARP
+    channel = cuda.blockIdx.x * MERGE_WARPS + warp
+    channels, parts, _ = sums.shape
+    if channel < channels:
+        for q in range(3):
+            total = float64(0.0)
+            for p in range(lane, parts, WARP):
+                total += sums[channel, p, q]
+            lanes[warp, lane, q] = total
+    cuda.syncthreads()
+    if channel < channels and lane == 0:
         sum_dy, sum_dy_d, sum_d = float64(0.0), float64(0.0), float64(0.0)
-        for p in range(sums.shape[1]):
-            sum_dy += sums[channel, p, 0]
-            sum_dy_d += sums[channel, p, 1]
-            sum_d += sums[channel, p, 2]
-        n = float64(x.shape[0] * spatial)
+        for other in range(WARP):
+            sum_dy += lanes[warp, other, 0]
+            sum_dy_d += lanes[warp, other, 1]
+            sum_d += lanes[warp, other, 2]
+        n = float64(x.shape[0] * x.shape[2])
         if training:
             r = float64(statistic[channel])
             correction = sum_d / n
@@ -186,31 +226,54 @@ def input_gradient(dy, x, centre, statistic, weight, eps, training, sums, dx, dw
             channel_dweight = r * sum_dy_d
         dy_scale = r * weight[channel] if weight is not None else r
         x_scale = dy_scale * r * channel_dweight / n if training else 0.0
-        coefficients[0] = dy_scale
-        coefficients[1] = x_scale
-        coefficients[2] = dy_scale * sum_dy / n - x_scale * correction if training else 0.0
-        if part == 0:
-            dweight[channel] = channel_dweight
-            dbias[channel] = sum_dy
-    cuda.syncthreads()
-    dy_scale = x.dtype.type(coefficients[0])
-    x_scale = x.dtype.type(coefficients[1])
-    offset = x.dtype.type(coefficients[2])
+        coefficients[channel, 0] = dy_scale
+        coefficients[channel, 1] = x_scale
+        coefficients[channel, 2] = dy_scale * sum_dy / n - x_scale * correction if training \
+            else 0.0
+        dweight[channel] = channel_dweight
+        dbias[channel] = sum_dy
+
+
+@cuda.jit
+def input_gradient(dy, x, centre, coefficients, dx):
+    """dx = dy·a_c - (x - centre_c)·b_c - o_c for block p's slice of channel c."""
+    grads = cuda.local.array(UNROLL, x.dtype)
+    values = cuda.local.array(UNROLL, x.dtype)
+    rows = cuda.local.array(UNROLL, int64)
+    columns = cuda.local.array(UNROLL, int64)
+    _, _, spatial = x.shape
+    channel, part = cuda.blockIdx.y, cuda.blockIdx.x
+    dy_scale = x.dtype.type(coefficients[channel, 0])
+    x_scale = x.dtype.type(coefficients[channel, 1])
+    offset = x.dtype.type(coefficients[channel, 2])
     mu = centre[channel]
     start, stop = slice_bounds(x.shape[0] * spatial, cuda.gridDim.x, part)
     i, s = split_index(start + cuda.threadIdx.x, spatial)
     step_i, step_s = split_index(cuda.blockDim.x, spatial)
-    for _ in range(start + cuda.threadIdx.x, stop, cuda.blockDim.x):
-        dx[i, channel, s] = dy[i, channel, s] * dy_scale - (x[i, channel, s] - mu) * x_scale \
-            - offset
-        i, s = step_index(i, s, step_i, step_s, spatial)
+    threads = cuda.blockDim.x
+    for t in range(start + cuda.threadIdx.x, stop, threads * UNROLL):
+        for u in range(UNROLL):
+            rows[u], columns[u] = i, s
+            if t + u * threads < stop:
+                grads[u] = dy[i, channel, s]
+                values[u] = x[i, channel, s]
+            i, s = step_index(i, s, step_i, step_s, spatial)
+        for u in range(UNROLL):
+            if t + u * threads < stop:
+                dx[rows[u], channel, columns[u]] = grads[u] * dy_scale - (values[u] - mu) \
+                    * x_scale - offset
 
 
 def _grid(x) -> tuple[int, int]:
-    """(P, C): P slices per channel, about grid_blocks() blocks in all, ≥ BLOCK elements each."""
+    """(P, C): P slices per channel, about grid_blocks() blocks in all, ≥ block elements each."""
     batch, channels, spatial = x.shape
     per_channel = helpers.blocks_for(helpers.grid_blocks(), channels)
-    return helpers.blocks_for(batch * spatial, BLOCK, most=per_channel), channels
+    return helpers.blocks_for(batch * spatial, helpers.GEOMETRY.block, most=per_channel), \
+        channels
+
+
+def _merge_grid(channels: int) -> int:
+    return helpers.blocks_for(channels, MERGE_WARPS, most=1 << 30)
 
 
 def _check_channel_input(x, weight) -> None:
@@ -243,11 +306,14 @@ def batch_norm_forward_train(x, weight, bias, eps: float):
     if batch * channels * spatial == 0:
         return (y, *(helpers.full(x, (channels,), np.nan) for _ in range(3)))
     mean, inv_std, var = (helpers.empty(x, (channels,)) for _ in range(3))
-    grid = _grid(x)
+    grid, block = _grid(x), helpers.GEOMETRY.block
     moments = helpers.empty(x, (channels, grid[0], 3), np.float64)
+    coefficients = helpers.empty(x, (channels, 4), np.float64)
     stream = helpers.stream_for(x)
-    channel_moments[grid, BLOCK, stream](x, moments)
-    normalize[grid, BLOCK, stream](x, moments, weight, bias, eps, y, mean, inv_std, var)
+    channel_moments[grid, block, stream](x, moments)
+    merge_moments[_merge_grid(channels), MERGE_WARPS * WARP, stream](
+        moments, x, weight, bias, eps, coefficients, mean, inv_std, var)
+    affine_channels[grid, block, stream](x, coefficients, y)
     return y, mean, inv_std, var
 
 
@@ -261,8 +327,12 @@ def batch_norm_forward_eval(x, running_mean, running_var, weight, bias, eps: flo
     y = helpers.empty(x, x.shape)
     if math.prod(x.shape) == 0:
         return y
-    normalize_eval[_grid(x), BLOCK, helpers.stream_for(x)](x, running_mean, running_var, weight,
-                                                           bias, eps, y)
+    channels = x.shape[1]
+    coefficients = helpers.empty(x, (channels, 4), np.float64)
+    stream = helpers.stream_for(x)
+    eval_coefficients[helpers.blocks_for(channels, WARP, most=1 << 30), WARP, stream](
+        running_mean, running_var, weight, bias, eps, coefficients)
+    affine_channels[_grid(x), helpers.GEOMETRY.block, stream](x, coefficients, y)
     return y
 
 
@@ -272,19 +342,20 @@ def _backward(dy, x, centre, statistic, weight, eps: float, training: bool):
     if math.prod(x.shape) == 0:
         return dx, helpers.full(x, (channels,), 0.0), helpers.full(x, (channels,), 0.0)
     dweight, dbias = helpers.empty(x, (channels,)), helpers.empty(x, (channels,))
-    grid = _grid(x)
+    grid, block = _grid(x), helpers.GEOMETRY.block
     sums = helpers.empty(x, (channels, grid[0], 3), np.float64)
+    coefficients = helpers.empty(x, (channels, 3), np.float64)
     stream = helpers.stream_for(x)
-    channel_gradient_sums[grid, BLOCK, stream](dy, x, centre, sums)
-    input_gradient[grid, BLOCK, stream](dy, x, centre, statistic, weight, float(eps), training,
-                                        sums, dx, dweight, dbias)
+    channel_gradient_sums[grid, block, stream](dy, x, centre, sums)
+    merge_gradient_sums[_merge_grid(channels), MERGE_WARPS * WARP, stream](
+        sums, x, statistic, weight, eps, training, coefficients, dweight, dbias)
+    input_gradient[grid, block, stream](dy, x, centre, coefficients, dx)
     return dx, dweight, dbias
 
 
 def batch_norm_backward(dy, x, mean, inv_std, weight, param_grads: bool = True):
     """Training-mode backward: dx = (weight·r/n)·(n·dy - sum(dy) - xhat·sum(dy·xhat)),
-    dweight = sum(dy·xhat), dbias = sum(dy), per channel over N and S (the sums are
-    needed for dx either way; param_grads False returns None for dweight and dbias).
+    dweight = sum(dy·xhat), dbias = sum(dy), per channel over N and S.
 
     Returns (dx, dweight, dbias); dweight and dbias have shape (C,).
     """
@@ -311,4 +382,6 @@ def batch_norm_backward_eval(dy, x, running_mean, running_var, weight, eps: floa
 
 
 def _masked(grads: tuple, param_grads: bool) -> tuple:
+    """(dx, None, None) when the parameter gradients are not wanted: the per-channel sums
+    are needed for dx in training, and are one small pass in eval."""
     return grads if param_grads else (grads[0], None, None)

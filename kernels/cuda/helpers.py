@@ -16,6 +16,8 @@ device function asks the driver for the current device's compute capability).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import math
 
@@ -28,15 +30,64 @@ from kernels import validation
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 WARP = 32
 FULL_MASK = 0xFFFFFFFF
+MAX_BLOCK = 1024
 # The simulator twin needs one slot per thread; the shuffle version one per warp.
-SCRATCH = 1024 if SIMULATOR else WARP
-# Rows up to WARP·ROW_REGISTERS elements are normalized by one warp with the row in registers.
-# The simulator runs one Python thread per CUDA thread, so there everything is small: short
-# rows, small blocks, few blocks, and small test shapes still reach every code path.
-ROW_REGISTERS = 4 if SIMULATOR else 32
-WARP_ROW_MAX = WARP * ROW_REGISTERS
-BLOCK = 64 if SIMULATOR else 256
-SCRATCH_GROUPS = BLOCK // WARP
+SCRATCH = MAX_BLOCK if SIMULATOR else WARP
+SCRATCH_GROUPS = MAX_BLOCK // WARP
+# Registers a lane may spend on one row of the warp-per-row kernels, in 32-bit words:
+# 8 float32 or 4 float64 elements (rows of 256 / 128); longer rows go to the block-per-row
+# kernels. ptx_check --resources measured 16 words at 130-146 registers on sm_80.
+ROW_WORDS = 8
+
+
+@dataclasses.dataclass
+class Geometry:
+    """Launch constants. The simulator runs one Python thread per CUDA thread, so there they
+    are small, and tests shrink them further (`geometry(...)`) so that small shapes reach
+    the multi-row, grid-stride and multi-block paths that real shapes reach on a GPU."""
+
+    block: int  # threads per block of every kernel (a multiple of WARP)
+    blocks: int | None  # blocks of the cross-block kernels; None: two per SM
+    row_buckets: tuple[int, ...]  # elements per lane of the warp-per-row kernels, ascending
+    # dynamic shared memory a row kernel may use (48 KB without opting in on every CUDA GPU,
+    # less the scratch array)
+    shared_bytes: int = 47 * 1024
+
+
+GEOMETRY = (Geometry(block=64, blocks=4, row_buckets=(1, 2, 4)) if SIMULATOR
+            else Geometry(block=256, blocks=None, row_buckets=(2, 4, 8)))
+
+
+@contextlib.contextmanager
+def geometry(**changes):
+    """Run the block with some launch constants replaced (tests and gpu_check)."""
+    global GEOMETRY
+    saved = GEOMETRY
+    GEOMETRY = dataclasses.replace(saved, **changes)
+    try:
+        yield GEOMETRY
+    finally:
+        GEOMETRY = saved
+
+
+def row_buckets(dtype) -> tuple[int, ...]:
+    """The per-lane sizes usable for `dtype`: a row of per_lane elements must fit ROW_WORDS."""
+    words = max(1, np.dtype(dtype).itemsize // 4)
+    return tuple(b for b in GEOMETRY.row_buckets if b * words <= ROW_WORDS)
+
+
+def row_bucket(cols: int, dtype) -> int | None:
+    """Smallest per-lane size whose warp holds a row of `cols`, or None (a block per row)."""
+    for per_lane in row_buckets(dtype):
+        if cols <= WARP * per_lane:
+            return per_lane
+    return None
+
+
+# The longest float32 row normalized by one warp with the row in registers.
+WARP_ROW_MAX = WARP * GEOMETRY.row_buckets[-1]
+BLOCK = GEOMETRY.block  # the default; launchers read GEOMETRY.block
+
 
 device_function = cuda.jit(device=True, inline="always")
 
@@ -127,17 +178,21 @@ def step_index(outer, inner, step_outer, step_inner, inner_size):
 
 
 @functools.cache
+def _multiprocessors() -> int:
+    return cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
 def grid_blocks() -> int:
-    """Blocks that own a strip of rows or a slice of a channel: two per SM."""
-    if SIMULATOR:
-        return 4
-    return 2 * cuda.get_current_device().MULTIPROCESSOR_COUNT
+    """Blocks that own a strip of rows or a slice of a channel: two per SM (GEOMETRY)."""
+    if GEOMETRY.blocks is not None:
+        return GEOMETRY.blocks
+    return 2 * _multiprocessors()
 
 
 def row_grid_limit() -> int:
     """Most blocks for the kernels whose rows need no cross-block merge: enough to fill the
     GPU many times over (the kernels grid-stride past it); just grid_blocks() under the
-    simulator, where every extra block is 64 more Python threads."""
+    simulator, where every extra block is more Python threads."""
     return grid_blocks() if SIMULATOR else 16 * grid_blocks()
 
 
@@ -151,32 +206,74 @@ def blocks_for(work: int, per_block: int, most: int | None = None) -> int:
 # ---------------------------------------------------------------- arguments and outputs
 
 
+def _is_cupy(array: object) -> bool:
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+# the device-array checks of kernels/validation.py; the dtype of any __cuda_array_interface__
+# producer is read from its typestr (a torch tensor's .dtype is not a NumPy dtype)
 check = validation.device(SIMULATOR)
 check_array, check_vector, check_like, check_shape = (check.array, check.vector, check.like,
                                                      check.shape)
 check_eps, check_num_groups = validation.check_eps, validation.check_num_groups
+array_dtype = validation.array_dtype
+
+
+def _cupy():
+    """CuPy, or None where it is not installed."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
 
 
 def empty(like, shape: tuple, dtype=None):
-    """An uninitialised array on the device of `like`, of the same kind (CuPy stays CuPy)."""
-    dtype = np.dtype(like.dtype if dtype is None else dtype)
+    """An uninitialised array on the device of `like`. CuPy inputs get CuPy arrays, and
+    numba device arrays get numba views of CuPy arrays: both come from CuPy's memory pool,
+    so a call allocates no device memory once the pool is warm, and freeing does not
+    synchronize (numba's own allocator calls cuMemAlloc per array and defers frees
+    behind a device-wide sync). Other producers (torch, ...) get CuPy arrays; without
+    CuPy, numba device arrays."""
+    dtype = np.dtype(array_dtype(like) if dtype is None else dtype)
     if isinstance(like, np.ndarray):  # the simulator's stand-in device arrays
         return np.empty(shape, dtype)
-    if type(like).__module__.split(".")[0] == "cupy":
-        return type(like)(shape, dtype)
-    return cuda.device_array(shape, dtype)
+    cupy = _cupy()
+    if cupy is None:
+        return cuda.device_array(shape, dtype)
+    out = cupy.empty(shape, dtype)
+    if type(like).__module__.startswith("numba"):  # a numba device array
+        return cuda.as_cuda_array(out)  # holds a reference to `out`, so the pool keeps it
+    return out
+
+
+def interface_stream(array) -> int | None:
+    """The stream named by `__cuda_array_interface__` (version 3): None (no stream: the
+    data is ready), 1 (the legacy default stream), 2 (the per-thread default stream) or a
+    cudaStream_t pointer; NumPy stand-ins and version-2 producers: 1."""
+    if isinstance(array, np.ndarray):
+        return 1
+    return array.__cuda_array_interface__.get("stream", 1)
 
 
 def stream_for(array):
-    """The stream to launch on: CuPy's current stream for CuPy arrays, so that the kernels
-    are ordered with the CuPy ops around them (kernels.cuda turns off numba's per-argument
-    stream sync), else numba's default stream, 0."""
-    if type(array).__module__.split(".")[0] != "cupy":
-        return 0
-    import cupy
+    """The stream to launch on, so that the kernels are ordered after the work that made
+    `array` and before the work that reads their results, with no host sync (kernels.cuda
+    turns numba's per-argument stream sync off):
+    CuPy arrays: CuPy's current stream, as for any CuPy op;
+    other producers: the stream their `__cuda_array_interface__` names;
+    NumPy stand-ins (simulator) and the legacy default stream: 0, numba's default stream."""
+    if _is_cupy(array):
+        import cupy
 
-    pointer = cupy.cuda.get_current_stream().ptr
-    return 0 if pointer == 0 else _external_stream(pointer)
+        pointer = cupy.cuda.get_current_stream().ptr
+    else:
+        pointer = interface_stream(array)
+    if pointer is None or pointer == 1 or pointer == 0:
+        return 0
+    if pointer == 2:
+        return cuda.per_thread_default_stream()
+    return _external_stream(pointer)
 
 
 @functools.lru_cache(maxsize=16)
@@ -185,15 +282,16 @@ def _external_stream(pointer: int):
 
 
 def full(like, shape: tuple, value: float, dtype=None):
-    """`empty` filled with `value` on the host side; used only for empty-input results."""
-    host = np.full(shape, value, np.dtype(like.dtype if dtype is None else dtype))
+    """An array of `empty`'s kind filled with `value`; used only for empty-input results."""
+    host = np.full(shape, value, np.dtype(array_dtype(like) if dtype is None else dtype))
     if isinstance(like, np.ndarray):
         return host
-    if type(like).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy.asarray(host)
-    return cuda.to_device(host)
+    out = empty(like, shape, host.dtype)
+    if _is_cupy(out):
+        out.fill(value)
+    else:
+        out.copy_to_device(host)
+    return out
 
 
 @device_function
@@ -230,4 +328,4 @@ def column_sums(part_a, out_a, part_b, out_b):
 
 def launch_column_sums(part_a, out_a, part_b=None, out_b=None) -> None:
     grid = blocks_for(out_a.shape[0], WARP, most=1 << 30)
-    column_sums[grid, BLOCK, stream_for(part_a)](part_a, out_a, part_b, out_b)
+    column_sums[grid, GEOMETRY.block, stream_for(part_a)](part_a, out_a, part_b, out_b)

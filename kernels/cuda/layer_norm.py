@@ -8,7 +8,8 @@ Forward, per row of n = cols elements (shifted two-pass, KERNELS.md):
     K = x[row, 0]; centre = mean(x - K); var = mean((x - K - centre)^2)
     r = 1/sqrt(var + eps); y = ((x - K) - centre)·r·weight + bias; mean = K + centre
     RMSNorm: K = centre = 0, so var = mean(x^2) and y = x·r·weight.
-    Rows of up to WARP_ROW_MAX elements: a warp per row, the row in registers.
+    Rows of up to WARP·per_lane elements (the row-length buckets of helpers.GEOMETRY): a
+    warp per row, the row in registers, loads first, then arithmetic, then stores.
     Longer rows: a block per row, the row cached in shared memory when it fits.
     traffic: read x, write y = 2·E·s (one launch).
 
@@ -17,22 +18,21 @@ Backward, per row, g = dy·weight, d = x - mean:
     sum(g·xhat) = r·(sum(g·d) - c·sum(g))
     dx = r·g - r·sum(g)/n - xhat·r·sum(g·xhat)/n, xhat = (d - c)·r
     RMSNorm: mean = c = 0 and the sum(g) term is absent: dx = r·g - x·r^3·sum(g·x)/n.
-    dweight, dbias: each block owns a strip of rows and writes one partial row (its warps'
-    register sums added in warp order); `column_sums` adds the partial rows.
+    dweight, dbias: each block owns a strip of rows and writes one partial row once (its
+    warps' shared-memory sums added in warp order); `column_sums` adds the partial rows.
     traffic: read dy and x, write dx = 3·E·s, plus the partials (two launches).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, int32, uint32
 
 from kernels.cuda import helpers
 from kernels.cuda.helpers import (
-    BLOCK,
-    ROW_REGISTERS,
     SCRATCH,
     WARP,
     block_sum,
@@ -41,10 +41,6 @@ from kernels.cuda.helpers import (
     step_index,
     warp_sum,
 )
-
-# Dynamic shared memory per block, leaving room for the scratch array (48 KB is the limit
-# without opting in on every CUDA GPU).
-SHARED_ROW_BYTES = 47 * 1024
 
 
 @device_function
@@ -58,59 +54,92 @@ def affine(deviation, r, weight, bias, index):
     return out
 
 
-@cuda.jit
-def forward_warp_rows(x, weight, bias, eps, num_groups, spatial, y, mean, inv_std, var):
-    """One warp per row; lane l holds columns l, l + 32, ... in registers."""
-    scratch = cuda.shared.array(SCRATCH, float64)
-    values = cuda.local.array(ROW_REGISTERS, x.dtype)
-    rows, cols = x.shape
-    zero = x.dtype.type(0.0)
-    centered = mean is not None
-    lane = cuda.threadIdx.x % WARP
-    warps = cuda.blockDim.x // WARP
-    # block-uniform loop: every warp runs the same trips, inactive ones with active = False
-    for first in range(cuda.blockIdx.x * warps, rows, cuda.gridDim.x * warps):
-        row = first + cuda.threadIdx.x // WARP
-        active = row < rows
-        shift = x[row, 0] if active and centered else zero
-        total = zero
-        for k in range(ROW_REGISTERS):
-            if k * WARP >= cols:
-                break
-            j = lane + k * WARP
-            values[k] = x[row, j] - shift if active and j < cols else zero
-            total += values[k]
-        centre = warp_sum(total, scratch) / cols if centered else 0.0
-        centre_t = x.dtype.type(centre)
-        squares = zero
-        for k in range(ROW_REGISTERS):
-            if k * WARP >= cols:
-                break
-            if lane + k * WARP < cols:
-                d = values[k] - centre_t
-                squares += d * d
-        variance = warp_sum(squares, scratch) / cols
-        r = 1.0 / math.sqrt(variance + eps)
-        r_t = x.dtype.type(r)
-        if active:
-            # GroupNorm: column j belongs to channel first + j // spatial of this row's group
-            first = (row % num_groups) * (cols // spatial)
-            channel, position = split_index(lane, spatial)
-            step_channel, step_position = split_index(WARP, spatial)
-            for k in range(ROW_REGISTERS):
-                j = lane + k * WARP
-                if k * WARP >= cols:
-                    break
-                if j < cols:
-                    y[row, j] = affine(values[k] - centre_t, r_t, weight, bias, first + channel)
-                channel, position = step_index(channel, position, step_channel, step_position,
-                                               spatial)
-            if lane == 0:
-                if mean is not None:
-                    mean[row] = shift + centre
-                inv_std[row] = r
-                if var is not None:
-                    var[row] = variance
+@device_function
+def lane_view(array, lane):
+    """array[lane:] (None for None): its element k·WARP is column lane + k·WARP at a
+    constant offset, with no index arithmetic or negative-index wraparound per element."""
+    if array is None:
+        return None
+    return array[lane:]
+
+
+# The warp-per-row kernels are specialised by row-length bucket (helpers.row_bucket): lane l
+# holds columns l, l + 32, ..., l + 32·(per_lane - 1) of its row in registers, so a short row
+# pays only for the registers it uses. Each row is processed in phases: every global load
+# first, with a fixed trip count and no dependence between them, so all of a lane's loads
+# are in flight together; then the arithmetic; then every store. Numba marks no array
+# noalias, so a load placed after a store could not move above it. Column offsets within
+# the row view are 32-bit (uint32: no negative-index wraparound either).
+
+
+@functools.cache
+def forward_warp_kernel(per_lane: int):
+    """The warp-per-row forward for rows of at most WARP·per_lane columns."""
+
+    @cuda.jit
+    def forward_warp_rows(x, weight, bias, eps, num_groups, spatial, y, mean, inv_std, var):
+        scratch = cuda.shared.array(SCRATCH, float64)
+        values = cuda.local.array(per_lane, x.dtype)
+        rows, cols = x.shape
+        zero = x.dtype.type(0.0)
+        centered = mean is not None
+        lane = cuda.threadIdx.x % WARP
+        tail = int32(cols - lane)  # this lane's columns are lane + k·WARP for k·WARP < tail
+        weight_lane = lane_view(weight, lane)
+        bias_lane = lane_view(bias, lane)
+        warps = cuda.blockDim.x // WARP
+        # block-uniform loop: every warp runs the same trips, inactive ones (row >= rows)
+        # compute on the last row and store nothing
+        for first in range(cuda.blockIdx.x * warps, rows, cuda.gridDim.x * warps):
+            row = first + cuda.threadIdx.x // WARP
+            active = row < rows
+            x_row = x[min(row, rows - 1)]
+            shift = x_row[0] if centered else zero
+            x_lane = x_row[lane:]  # column lane + k·WARP is x_lane[k·WARP], a constant offset
+            for k in range(per_lane):
+                values[k] = x_lane[k * WARP] if k * WARP < tail else shift  # pad: deviation 0
+            total = zero
+            for k in range(per_lane):
+                values[k] -= shift
+                total += values[k]
+            centre = warp_sum(total, scratch) / cols if centered else 0.0
+            centre_t = x.dtype.type(centre)
+            squares = zero
+            for k in range(per_lane):
+                if k * WARP < tail:
+                    d = values[k] - centre_t
+                    squares += d * d
+            variance = warp_sum(squares, scratch) / cols
+            r = 1.0 / math.sqrt(variance + eps)
+            r_t = x.dtype.type(r)
+            if active:
+                if num_groups is None:  # LayerNorm, RMSNorm: weight and bias per column
+                    for k in range(per_lane):
+                        if k * WARP < tail:
+                            values[k] = affine(values[k] - centre_t, r_t, weight_lane,
+                                               bias_lane, k * WARP)
+                else:  # GroupNorm: column j belongs to channel first_channel + j // spatial
+                    first_channel = (row % num_groups) * (cols // spatial)
+                    channel, position = split_index(lane, spatial)
+                    step_channel, step_position = split_index(WARP, spatial)
+                    for k in range(per_lane):
+                        if k * WARP < tail:
+                            values[k] = affine(values[k] - centre_t, r_t, weight, bias,
+                                               first_channel + channel)
+                        channel, position = step_index(channel, position, step_channel,
+                                                       step_position, spatial)
+                y_lane = y[row, lane:]
+                for k in range(per_lane):
+                    if k * WARP < tail:
+                        y_lane[k * WARP] = values[k]
+                if lane == 0:
+                    if mean is not None:
+                        mean[row] = shift + centre
+                    inv_std[row] = r
+                    if var is not None:  # GroupNorm: for InstanceNorm's running_var
+                        var[row] = variance
+
+    return forward_warp_rows
 
 
 @cuda.jit
@@ -156,84 +185,93 @@ def forward_block_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mea
                 var[row] = variance
 
 
-@cuda.jit
-def backward_warp_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part):
-    """One warp per row; each warp accumulates its rows' dweight/dbias in registers, and at
-    the end the block's warps add theirs, in warp order, into the block's partial row."""
-    scratch = cuda.shared.array(SCRATCH, float64)
-    deviations = cuda.local.array(ROW_REGISTERS, x.dtype)
-    grads = cuda.local.array(ROW_REGISTERS, x.dtype)
-    dweight_acc = cuda.local.array(ROW_REGISTERS, x.dtype)
-    dbias_acc = cuda.local.array(ROW_REGISTERS, x.dtype)
-    rows, cols = x.shape
-    zero = x.dtype.type(0.0)
-    centered = mean is not None
-    lane, warp = cuda.threadIdx.x % WARP, cuda.threadIdx.x // WARP
-    warps = cuda.blockDim.x // WARP
-    block = cuda.blockIdx.x
-    for k in range(ROW_REGISTERS):
-        dweight_acc[k] = zero
-        dbias_acc[k] = zero
-    for first in range(cuda.blockIdx.x * warps, rows, cuda.gridDim.x * warps):
-        row = first + cuda.threadIdx.x // WARP
-        active = row < rows
-        mu = zero
-        if mean is not None:  # RMSNorm passes None: compiled out
+@functools.cache
+def backward_warp_kernel(per_lane: int):
+    """The warp-per-row backward for rows of at most WARP·per_lane columns. Each warp adds
+    its rows' dweight/dbias terms into its own row of shared memory (not registers: that
+    would cost 2·per_lane more of them); at the end the block adds its warps' rows, in warp
+    order, and writes its partial row once. Dynamic shared memory: (1 or 2)·warps·cols."""
+
+    @cuda.jit
+    def backward_warp_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part):
+        scratch = cuda.shared.array(SCRATCH, float64)
+        sums = cuda.shared.array(0, x.dtype)  # [dweight, dbias][warp][cols]
+        deviations = cuda.local.array(per_lane, x.dtype)
+        grads = cuda.local.array(per_lane, x.dtype)
+        rows, cols = x.shape
+        zero = x.dtype.type(0.0)
+        centered = mean is not None
+        tid, threads = cuda.threadIdx.x, cuda.blockDim.x
+        lane, warp = tid % WARP, tid // WARP
+        warps = threads // WARP
+        tail = int32(cols - lane)  # this lane's columns are lane + k·WARP for k·WARP < tail
+        weight_lane = lane_view(weight, lane)
+        own_weight = uint32(warp * cols + lane)  # shared-memory offsets are 32-bit
+        own_bias = uint32((warps + warp) * cols + lane)
+        for k in range(per_lane):
+            if k * WARP < tail:
+                sums[own_weight + k * WARP] = zero
+                if dbias_part is not None:
+                    sums[own_bias + k * WARP] = zero
+        for first in range(cuda.blockIdx.x * warps, rows, cuda.gridDim.x * warps):
+            row = first + warp
+            active = row < rows
+            source = min(row, rows - 1)
+            x_lane = x[source, lane:]
+            dy_lane = dy[source, lane:]
+            for k in range(per_lane):
+                deviations[k] = x_lane[k * WARP] if k * WARP < tail else zero
+                grads[k] = dy_lane[k * WARP] if k * WARP < tail else zero
+            mu = zero
+            if mean is not None:  # RMSNorm passes None: compiled out
+                mu = mean[source]
+            r = float64(inv_std[source])
+            sum_d = zero
+            sum_g = zero
+            sum_g_d = zero
+            for k in range(per_lane):
+                if k * WARP < tail:
+                    d = deviations[k] - mu
+                    deviations[k] = d
+                    g = grads[k] * weight_lane[k * WARP] if weight is not None else grads[k]
+                    sum_d += d
+                    sum_g += g
+                    sum_g_d += g * d
+            n = float64(cols)
+            sum_g_total = warp_sum(sum_g, scratch)
+            correction = warp_sum(sum_d, scratch) / n if centered else 0.0
+            sum_g_xhat = r * (warp_sum(sum_g_d, scratch) - correction * sum_g_total)
+            offset = x.dtype.type(r * sum_g_total / n if centered else 0.0)
+            xhat_scale = x.dtype.type(r * sum_g_xhat / n)
+            correction_t = x.dtype.type(correction)
+            r_t = x.dtype.type(r)
             if active:
-                mu = mean[row]
-        sum_d = zero
-        sum_g = zero
-        sum_g_d = zero
-        for k in range(ROW_REGISTERS):
-            if k * WARP >= cols:
-                break
-            j = lane + k * WARP
-            deviations[k] = zero
-            grads[k] = zero
-            if active and j < cols:
-                deviations[k] = x[row, j] - mu
-                grads[k] = dy[row, j]
-                g = grads[k] * weight[j] if weight is not None else grads[k]
-                sum_d += deviations[k]
-                sum_g += g
-                sum_g_d += g * deviations[k]
-        n = float64(cols)
-        r = float64(inv_std[row]) if active else 0.0
-        sum_g_total = warp_sum(sum_g, scratch)
-        correction = warp_sum(sum_d, scratch) / n if centered else 0.0
-        sum_g_xhat = r * (warp_sum(sum_g_d, scratch) - correction * sum_g_total)
-        offset = x.dtype.type(r * sum_g_total / n if centered else 0.0)
-        xhat_scale = x.dtype.type(r * sum_g_xhat / n)
-        correction_t = x.dtype.type(correction)
-        r_t = x.dtype.type(r)
-        if active:
-            for k in range(ROW_REGISTERS):
-                if k * WARP >= cols:
-                    break
-                j = lane + k * WARP
-                if j < cols:
-                    xhat = (deviations[k] - correction_t) * r_t
-                    g = grads[k] * weight[j] if weight is not None else grads[k]
-                    dx[row, j] = r_t * g - offset - xhat * xhat_scale
-                    dweight_acc[k] += grads[k] * xhat
-                    dbias_acc[k] += grads[k]
-    for turn in range(warps):
-        if warp == turn:
-            for k in range(ROW_REGISTERS):
-                j = lane + k * WARP
-                if k * WARP >= cols:
-                    break
-                if j < cols:
-                    if turn == 0:
-                        dweight_part[block, j] = dweight_acc[k]
-                    else:
-                        dweight_part[block, j] += dweight_acc[k]
-                    if dbias_part is not None:
-                        if turn == 0:
-                            dbias_part[block, j] = dbias_acc[k]
-                        else:
-                            dbias_part[block, j] += dbias_acc[k]
-        cuda.syncthreads()  # also makes this warp's global writes visible to the next
+                for k in range(per_lane):
+                    if k * WARP < tail:
+                        xhat = (deviations[k] - correction_t) * r_t
+                        g = grads[k] * weight_lane[k * WARP] if weight is not None else grads[k]
+                        deviations[k] = r_t * g - offset - xhat * xhat_scale
+                        sums[own_weight + k * WARP] += grads[k] * xhat
+                        if dbias_part is not None:
+                            sums[own_bias + k * WARP] += grads[k]
+                dx_lane = dx[row, lane:]
+                for k in range(per_lane):
+                    if k * WARP < tail:
+                        dx_lane[k * WARP] = deviations[k]
+        cuda.syncthreads()
+        block = cuda.blockIdx.x
+        for j in range(tid, cols, threads):
+            total = zero
+            for w in range(warps):
+                total += sums[w * cols + j]
+            dweight_part[block, j] = total
+            if dbias_part is not None:
+                total = zero
+                for w in range(warps):
+                    total += sums[(warps + w) * cols + j]
+                dbias_part[block, j] = total
+
+    return backward_warp_rows
 
 
 @cuda.jit
@@ -282,41 +320,53 @@ def backward_block_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_pa
                     dbias_part[block, j] += grad
 
 
-def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, var=None, num_groups: int = 1,
-                   spatial: int = 1) -> None:
-    """Pick the warp-per-row or block-per-row kernel for x's row length and launch it;
-    mean is None for RMSNorm; GroupNorm passes its (sample, group) rows and layout, and var
-    for the biased variance."""
+def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, var=None,
+                   num_groups: int = 1, spatial: int = 1) -> None:
+    """Pick the warp-per-row kernel of x's row-length bucket or the block-per-row kernel and
+    launch it; mean is None for RMSNorm; GroupNorm passes its (sample, group) rows and
+    layout, and var for the biased variance."""
     rows, cols = x.shape
-    if cols <= helpers.WARP_ROW_MAX:
-        warps = BLOCK // WARP
-        grid = helpers.blocks_for(rows, warps, most=helpers.row_grid_limit())
-        forward_warp_rows[grid, BLOCK, helpers.stream_for(x)](x, weight, bias, eps, num_groups,
-                                                              spatial, y, mean, inv_std, var)
+    block, stream = helpers.GEOMETRY.block, helpers.stream_for(x)
+    per_lane = helpers.row_bucket(cols, x.dtype)
+    if per_lane is not None:
+        grid = helpers.blocks_for(rows, block // WARP, most=helpers.row_grid_limit())
+        grouped = spatial > 1 or num_groups > 1  # GroupNorm: a per-channel affine
+        forward_warp_kernel(per_lane)[grid, block, stream](
+            x, weight, bias, eps, num_groups if grouped else None, spatial, y, mean, inv_std,
+            var)
         return
     row_bytes = cols * x.dtype.itemsize
-    cached = row_bytes <= SHARED_ROW_BYTES
+    cached = row_bytes <= helpers.GEOMETRY.shared_bytes
     grid = helpers.blocks_for(rows, 1, most=helpers.row_grid_limit())
-    forward_block_rows[grid, BLOCK, helpers.stream_for(x), row_bytes if cached else 0](
+    forward_block_rows[grid, block, stream, row_bytes if cached else 0](
         x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std, var)
 
 
+def backward_warps(cols: int, itemsize: int, partials: int) -> int:
+    """Warps per block of the warp-per-row backward: GEOMETRY.block's, fewer where their
+    shared-memory rows (`partials`·cols·itemsize bytes each) would not fit."""
+    fit = helpers.GEOMETRY.shared_bytes // (partials * cols * itemsize)
+    return max(1, min(helpers.GEOMETRY.block // WARP, fit))
+
+
 def launch_backward(dy, x, mean, inv_std, weight, dx, dweight, dbias) -> None:
-    """Row kernel writing partial rows, then `column_sums` (two launches); mean is None
-    for RMSNorm. The row kernels always accumulate dweight/dbias (their partials are a
-    strip per block, a small cost next to dx); with param_grads False the wrappers drop them."""
+    """Row kernel writing one partial row per block, then `column_sums` (two launches); mean
+    is None for RMSNorm."""
     rows, cols = x.shape
-    if cols <= helpers.WARP_ROW_MAX:
-        warps = BLOCK // WARP
-        grid = helpers.blocks_for(rows, warps)
-        kernel = backward_warp_rows
+    stream = helpers.stream_for(x)
+    per_lane = helpers.row_bucket(cols, x.dtype)
+    partials = 1 if dbias is None else 2
+    if per_lane is not None:
+        warps = backward_warps(cols, x.dtype.itemsize, partials)
+        grid, block = helpers.blocks_for(rows, warps), warps * WARP
+        shared = partials * warps * cols * x.dtype.itemsize
+        kernel = backward_warp_kernel(per_lane)[grid, block, stream, shared]
     else:
         grid = helpers.blocks_for(rows, 1)
-        kernel = backward_block_rows
+        kernel = backward_block_rows[grid, helpers.GEOMETRY.block, stream]
     dweight_part = helpers.empty(x, (grid, cols))
     dbias_part = None if dbias is None else helpers.empty(x, (grid, cols))
-    kernel[grid, BLOCK, helpers.stream_for(x)](dy, x, mean, inv_std, weight, dx, dweight_part,
-                                               dbias_part)
+    kernel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part)
     helpers.launch_column_sums(dweight_part, dweight, dbias_part, dbias)
 
 
@@ -346,7 +396,8 @@ def layer_norm_backward(dy, x, mean, inv_std, weight, param_grads: bool = True):
     dweight = sum over rows of dy·xhat, dbias = sum over rows of dy.
 
     Returns (dx, dweight, dbias); dweight and dbias have shape (cols,), or are None when
-    param_grads is False.
+    param_grads is False (the row kernels still accumulate them: their partials are one
+    strip per block, small next to dx).
     """
     helpers.check_array("x", x, 2)
     rows, cols = x.shape
