@@ -33,6 +33,7 @@ import time
 import traceback
 
 import numpy as np
+from numba import cuda
 
 from kernels import reference
 
@@ -176,9 +177,15 @@ def correctness_cases(tiny: bool) -> list[tuple]:
     ]
 
 
-def section_environment(report: Report, args) -> None:
-    from numba import cuda
+@cuda.jit
+def add_one(values):
+    """The trivial kernel."""
+    i = cuda.threadIdx.x + cuda.blockIdx.x * cuda.blockDim.x
+    if i < values.shape[0]:
+        values[i] += 1.0
 
+
+def section_environment(report: Report, args) -> None:
     versions = {}
     for package in ("numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "torch",
                     "cuda-core", "nvidia-nvjitlink"):
@@ -197,12 +204,6 @@ def section_environment(report: Report, args) -> None:
         info.update(compute_capability=list(gpu.compute_capability),
                     multiprocessors=gpu.MULTIPROCESSOR_COUNT)
     report.add("environment", "device", info)
-
-    @cuda.jit
-    def add_one(values):
-        i = cuda.grid(1)
-        if i < values.shape[0]:
-            values[i] += 1.0
 
     host = np.arange(64, dtype=np.float32)
     values = cuda.to_device(host)
