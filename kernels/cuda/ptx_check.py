@@ -376,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(failure, file=sys.stderr)
     over = [row for row in rows if row.over_budget]
+    if args.resources and any(is_warp_row_kernel(r.name) and r.loads_in_flight is None
+                              for r in rows):
+        print("nvdisasm not found: the warp-path loads were not checked; "
+              "pip install nvidia-cuda-nvdisasm", file=sys.stderr)
     if args.resources:
         print(table(rows))
         for row in over:
