@@ -97,7 +97,7 @@ def test_layer_norm_backward_shrinks_its_warps_to_fit_shared_memory():
 def test_layer_norm_block_rows_cached_and_uncached(shared_bytes):
     cols = helpers.WARP_ROW_MAX + 21
     assert helpers.row_bucket(cols, np.float32) is None
-    x, dy, weight, bias = data((3, cols), seed=9)
+    x, dy, weight, bias = data((2, cols), seed=9)
     with helpers.geometry(block=64, blocks=2, shared_bytes=shared_bytes):
         layer_norm_round_trip(x, dy, weight, bias, np.float32)
 
@@ -147,7 +147,7 @@ def test_batch_norm_merges_more_partials_than_lanes():
     x, dy, weight, bias = data(shape, seed=13, features=1)
     with helpers.geometry(block=32, blocks=36):
         assert batch_norm._grid(np.empty(shape))[0] == 36
-        outputs = twice(lambda: cuda.batch_norm_forward_train(*dev(x, weight, bias), 1e-5))
+        outputs = host(*cuda.batch_norm_forward_train(*dev(x, weight, bias), 1e-5))
         grads = twice(lambda: cuda.batch_norm_backward(*dev(dy, x), *dev(*outputs[1:3]),
                                                        *dev(weight)))
     check(outputs, reference.batch_norm_forward_train(x, weight, bias, 1e-5), np.float32, "fwd")

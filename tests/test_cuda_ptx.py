@@ -32,3 +32,4 @@ def test_every_kernel_compiles_within_its_resource_budget():
                    "column_sums (one)", "group_norm.channel_sums", "batch_norm.merge_moments"):
         assert kernel in table
     assert "OVER BUDGET" not in table
+    assert "nvdisasm not found" not in result.stderr  # the SASS load check ran

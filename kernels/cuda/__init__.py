@@ -6,8 +6,11 @@ arguments and results are device arrays (CuPy, numba.cuda or anything exposing
 the CUDA simulator (NUMBA_ENABLE_CUDASIM=1) NumPy arrays stand in for device arrays.
 Kernels compile on first use for the dtype they see (float32, float64);
 `python -m kernels.cuda.ptx_check` compiles all of them to PTX without a GPU.
-Launches: one per forward (BatchNorm training: two, statistics then normalize), two per
-backward.
+Launches: one per forward of LayerNorm, RMSNorm and GroupNorm, two per backward (row
+kernel, column sums; GroupNorm three: per-channel sums first); BatchNorm three in training
+(partials, a merge by one warp per channel, the streaming pass) and two in eval forward.
+`python -m kernels.cuda.ptx_check --resources` checks every kernel's registers, spills and
+warp-path loads without a GPU; `python -m kernels.cuda.gpu_check` is the one GPU check.
 
 Numba synchronizes the producer's stream for every `__cuda_array_interface__` argument
 of every launch; with CuPy's legacy default stream that is a device-wide wait per array,

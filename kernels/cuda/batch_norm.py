@@ -63,6 +63,16 @@ def slice_bounds(channel_size, slices, index):
     return channel_size * index // slices, channel_size * (index + 1) // slices
 
 
+@device_function
+def unrolled_positions(i, s, step_i, step_s, spatial, rows, columns):
+    """rows[u], columns[u] = the (sample, position) of a thread's u-th element of this trip
+    (its elements are blockDim apart); returns the next trip's first (sample, position)."""
+    for u in range(UNROLL):
+        rows[u], columns[u] = i, s
+        i, s = step_index(i, s, step_i, step_s, spatial)
+    return i, s
+
+
 @cuda.jit
 def channel_moments(x, moments):
     """moments[c, p] = (count, mean(x - K_c), M2) of block p's slice of channel c."""
@@ -153,11 +163,10 @@ def affine_channels(x, coefficients, y):
     step_i, step_s = split_index(cuda.blockDim.x, spatial)
     threads = cuda.blockDim.x
     for t in range(start + cuda.threadIdx.x, stop, threads * UNROLL):
+        i, s = unrolled_positions(i, s, step_i, step_s, spatial, rows, columns)
         for u in range(UNROLL):
-            rows[u], columns[u] = i, s
             if t + u * threads < stop:
-                values[u] = x[i, channel, s]
-            i, s = step_index(i, s, step_i, step_s, spatial)
+                values[u] = x[rows[u], channel, columns[u]]
         for u in range(UNROLL):
             if t + u * threads < stop:
                 y[rows[u], channel, columns[u]] = ((values[u] - shift) - centre) * scale + offset
@@ -252,12 +261,11 @@ def input_gradient(dy, x, centre, coefficients, dx):
     step_i, step_s = split_index(cuda.blockDim.x, spatial)
     threads = cuda.blockDim.x
     for t in range(start + cuda.threadIdx.x, stop, threads * UNROLL):
+        i, s = unrolled_positions(i, s, step_i, step_s, spatial, rows, columns)
         for u in range(UNROLL):
-            rows[u], columns[u] = i, s
             if t + u * threads < stop:
-                grads[u] = dy[i, channel, s]
-                values[u] = x[i, channel, s]
-            i, s = step_index(i, s, step_i, step_s, spatial)
+                grads[u] = dy[rows[u], channel, columns[u]]
+                values[u] = x[rows[u], channel, columns[u]]
         for u in range(UNROLL):
             if t + u * threads < stop:
                 dx[rows[u], channel, columns[u]] = grads[u] * dy_scale - (values[u] - mu) \
