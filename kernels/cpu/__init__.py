@@ -1,4 +1,5 @@
-"""Numba CPU kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm and RMSNorm.
+"""Numba CPU kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm, RMSNorm and
+LocalResponseNorm.
 
 Same names and signatures as `kernels.reference` and `kernels.cuda`. Kernels are
 compiled lazily on first use for the dtype they see and cached on disk
@@ -27,6 +28,10 @@ from kernels.cpu.batch_norm import (
 )
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward
+from kernels.cpu.local_response_norm import (
+    local_response_norm_backward,
+    local_response_norm_forward,
+)
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
@@ -43,6 +48,8 @@ __all__ = [
     "group_norm_forward",
     "layer_norm_backward",
     "layer_norm_forward",
+    "local_response_norm_backward",
+    "local_response_norm_forward",
     "rms_norm_backward",
     "rms_norm_forward",
 ]
