@@ -70,7 +70,12 @@ def _large_calls():
     _, inv_rms = cpu.rms_norm_forward(x2, w2, 1e-5)
     _, mg, rg = cpu.group_norm_forward(x3, 2, w3, w3, 1e-5)
     _, mb, rb, _ = cpu.batch_norm_forward_train(x3, w3, w3, 1e-5)
+    _, lrn_scale = cpu.local_response_norm_forward(x3, 3, 1e-4, 0.75, 1.0)
     return {
+        "local_response_norm_forward": lambda: cpu.local_response_norm_forward(x3, 3, 1e-4,
+                                                                               0.75, 1.0),
+        "local_response_norm_backward":
+            lambda: cpu.local_response_norm_backward(dy3, x3, lrn_scale, 3, 1e-4, 0.75),
         "layer_norm_forward": lambda: cpu.layer_norm_forward(x2, w2, w2, 1e-5),
         "layer_norm_backward": lambda: cpu.layer_norm_backward(dy2, x2, m2, r2, w2),
         "rms_norm_forward": lambda: cpu.rms_norm_forward(x2, w2, 1e-5),

@@ -6,7 +6,7 @@ spy: a refused call must raise TypeError/ValueError naming the argument and must
 reached any dispatcher; an accepted call must hand the dispatchers only C-contiguous arrays of
 x's dtype (or float64 scratch).
 
-Audit (kernels/cpu/*.py, every public name): kernels.cpu exports exactly the ten wrappers below,
+Audit (kernels/cpu/*.py, every public name): kernels.cpu exports exactly the twelve wrappers below,
 and each validates all of its arguments with kernels/cpu/validation.py before allocating or
 dispatching. The jitted helpers in stats.py (shifted_moments, shifted_sums, gradient_sums,
 weighted_gradient_sums, sum_partials, chunk_bounds) are building blocks that take already
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from kernels import cpu
-from kernels.cpu import batch_norm, group_norm, layer_norm, rms_norm, stats
+from kernels.cpu import batch_norm, group_norm, layer_norm, local_response_norm, rms_norm, stats
 
-KERNEL_MODULES = (batch_norm, group_norm, layer_norm, rms_norm, stats)
+KERNEL_MODULES = (batch_norm, group_norm, layer_norm, local_response_norm, rms_norm, stats)
 OPTIONAL = {"weight", "bias"}  # None means "no affine"; every other array is required
 SHAPE = (4, 6, 5)  # (N, C, S); LayerNorm/RMSNorm take (N, C)
 GROUPS = 3
@@ -45,7 +45,7 @@ def _valid_arguments(name: str, dtype, shape=SHAPE) -> dict:
         x, dy = x3, rng.standard_normal(shape).astype(dtype)
     args = {"x": x, "dy": dy, "weight": vec, "bias": vec.copy(), "eps": 1e-5,
             "num_groups": GROUPS, "running_mean": vec * 0.1,
-            "running_var": np.abs(vec) + 0.5}
+            "running_var": np.abs(vec) + 0.5, "size": 3, "alpha": 1e-4, "beta": 0.75, "k": 1.0}
     forward_stats = {
         "layer_norm_backward": lambda: cpu.layer_norm_forward(x, vec, None, 1e-5)[1:3],
         "group_norm_backward": lambda: cpu.group_norm_forward(x, GROUPS, vec, None, 1e-5)[1:3],
@@ -55,6 +55,8 @@ def _valid_arguments(name: str, dtype, shape=SHAPE) -> dict:
         args["mean"], args["inv_std"] = forward_stats[name]()
     if name == "rms_norm_backward":
         args["inv_rms"] = cpu.rms_norm_forward(x, vec, 1e-5)[1]
+    if name == "local_response_norm_backward":
+        args["scale"] = cpu.local_response_norm_forward(x, 3, 1e-4, 0.75, 1.0)[1]
     parameters = inspect.signature(getattr(cpu, name)).parameters
     return {p: args[p] for p in parameters}
 
@@ -86,8 +88,14 @@ def _bad_arrays(name: str, array: np.ndarray) -> dict:
     return bad
 
 
+# eps's value is the framework's rule (PyTorch computes with negative, NaN or infinite eps):
+# the kernels refuse only what is not a real number
 BAD_SCALARS = {
-    "eps": [-1.0, float("nan"), float("inf"), "1e-5", None, True, 1e-5j],
+    "eps": ["1e-5", None, True, 1e-5j],
+    "size": [0, -1, 1.5, "3", None, True],
+    "alpha": ["1e-4", None, True, 1e-4j],
+    "beta": ["0.75", None, True],
+    "k": ["1", None, True],
     "num_groups": [0, -1, 4, 1.5, "3", None, True, np.float64(3.0)],
 }
 
@@ -127,6 +135,8 @@ def _bad_cases():
             for arg, value in valid.items():
                 if isinstance(value, np.ndarray):
                     variants = _bad_arrays(arg, value)
+                    if sum(isinstance(v, np.ndarray) for v in valid.values()) == 1:
+                        del variants["other float dtype"]  # x alone: either float is valid
                 else:
                     variants = {repr(v): v for v in BAD_SCALARS[arg]}
                 for what, bad in variants.items():
