@@ -32,6 +32,7 @@ from kernels.cpu.stats import (
     gradient_sums,
     jit,
     parallel_jit,
+    product_minus,
     shifted_moments,
     sum_partials,
     use_parallel,
@@ -106,7 +107,7 @@ def _backward_sets(
             plane_x, plane_dy, plane_dx = x_row[plane], dy_row[plane], dx_row[plane]
             for s in range(spatial):
                 xhat = ((plane_x[s] - mu) - correction_t) * r_t
-                plane_dx[s] = r_t * (plane_dy[s] * w - mean_g) - xhat * c
+                plane_dx[s] = r_t * product_minus(plane_dy[s], w, mean_g) - xhat * c
 
 
 @parallel_jit

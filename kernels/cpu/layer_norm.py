@@ -25,6 +25,7 @@ from kernels.cpu.stats import (
     chunk_bounds,
     jit,
     parallel_jit,
+    product_minus,
     shifted_moments,
     sum_partials,
     use_parallel,
@@ -71,7 +72,7 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, s
         r_t = x.dtype.type(r)
         for j in range(cols):
             xhat = ((x_row[j] - mu) - correction_t) * r_t
-            dx_row[j] = r_t * (dy_row[j] * weight[j] - mean_g) - xhat * c
+            dx_row[j] = r_t * product_minus(dy_row[j], weight[j], mean_g) - xhat * c
             dweight_part[j] += dy_row[j] * xhat
             dbias_part[j] += dy_row[j]
 

@@ -130,3 +130,11 @@ def sum_partials(partials, out):
         for t in range(partials.shape[0]):
             total += partials[t, j]
         out[j] = total
+
+
+@functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy")
+def product_minus(a, b, c):
+    """a·b - c with the product rounded first: compiled without "contract", so LLVM cannot fuse
+    it into an FMA (exact a·b - c), and a·b - c is exactly 0 whenever c is the rounded a·b —
+    the one-element set of LayerNorm/GroupNorm backward, where c = mean(g) = g."""
+    return a * b - c
