@@ -7,8 +7,6 @@ was received. Nothing is copied or converted: the caller makes arrays contiguous
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
