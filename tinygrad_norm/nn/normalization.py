@@ -344,37 +344,17 @@ class _LazyNormBase:
         return self.forward(input)
 
 
-class LazyBatchNorm1d(_LazyNormBase, BatchNorm1d):
-    """BatchNorm1d with num_features inferred at the first call."""
-
-    cls_to_become = BatchNorm1d
-
-
-class LazyBatchNorm2d(_LazyNormBase, BatchNorm2d):
-    """BatchNorm2d with num_features inferred at the first call."""
-
-    cls_to_become = BatchNorm2d
+def _lazy(cls: type) -> type:
+    """Lazy<cls>: `cls` with num_features inferred at the first call."""
+    name = f"Lazy{cls.__name__}"
+    return type(name, (_LazyNormBase, cls), {
+        "cls_to_become": cls, "__module__": __name__, "__qualname__": name,
+        "__doc__": f"{cls.__name__} with num_features inferred at the first call."})
 
 
-class LazyBatchNorm3d(_LazyNormBase, BatchNorm3d):
-    """BatchNorm3d with num_features inferred at the first call."""
-
-    cls_to_become = BatchNorm3d
-
-
-class LazyInstanceNorm1d(_LazyNormBase, InstanceNorm1d):
-    """InstanceNorm1d with num_features inferred at the first call."""
-
-    cls_to_become = InstanceNorm1d
-
-
-class LazyInstanceNorm2d(_LazyNormBase, InstanceNorm2d):
-    """InstanceNorm2d with num_features inferred at the first call."""
-
-    cls_to_become = InstanceNorm2d
-
-
-class LazyInstanceNorm3d(_LazyNormBase, InstanceNorm3d):
-    """InstanceNorm3d with num_features inferred at the first call."""
-
-    cls_to_become = InstanceNorm3d
+LazyBatchNorm1d = _lazy(BatchNorm1d)
+LazyBatchNorm2d = _lazy(BatchNorm2d)
+LazyBatchNorm3d = _lazy(BatchNorm3d)
+LazyInstanceNorm1d = _lazy(InstanceNorm1d)
+LazyInstanceNorm2d = _lazy(InstanceNorm2d)
+LazyInstanceNorm3d = _lazy(InstanceNorm3d)
