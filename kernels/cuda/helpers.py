@@ -206,7 +206,13 @@ def check_like(name: str, array, like, like_name: str) -> None:
     validation.check_shape(name, array, tuple(like.shape), f"the shape of {like_name}")
 
 
-check_eps = validation.check_eps
+def check_eps(eps: object) -> None:
+    """The CPU rule (a real number) plus finite and >= 0: the CUDA kernels' math.sqrt raises on
+    a negative argument under the simulator, so the framework's negative/NaN eps (which
+    PyTorch computes with) is for now a clear error on CUDA rather than a device fault."""
+    validation.check_eps(eps)
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0 on CUDA, got {eps}")
 check_num_groups = validation.check_num_groups
 
 
