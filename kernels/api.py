@@ -39,6 +39,11 @@ ROLES = {
     "dx": "the input gradient, the shape of x",
     "dweight": "the gradient of weight, (cols,) or (C,)",
     "dbias": "the gradient of bias, (cols,) or (C,)",
+    "size": "LocalResponseNorm: channels in each window",
+    "alpha": "LocalResponseNorm: the scale of the windowed sum of squares",
+    "beta": "LocalResponseNorm: the exponent",
+    "k": "LocalResponseNorm: the additive constant",
+    "scale": "LocalResponseNorm: k + alpha/size·(windowed sum of x^2), the shape of x",
 }
 
 
@@ -48,6 +53,7 @@ class Kernel:
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
     layout: str  # "rows" or "ncs"
+    backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
 KERNELS = (
@@ -72,7 +78,17 @@ KERNELS = (
     Kernel("batch_norm_backward_eval",
            ("dy", "x", "running_mean", "running_var", "weight", "eps", "param_grads"),
            ("dx", "dweight", "dbias"), "ncs"),
+    # AlexNet's cross-channel normalization: no statistics, no parameters; no CUDA kernel yet
+    Kernel("local_response_norm_forward", ("x", "size", "alpha", "beta", "k"), ("y", "scale"),
+           "ncs", ("reference", "cpu")),
+    Kernel("local_response_norm_backward", ("dy", "x", "scale", "size", "alpha", "beta"),
+           ("dx",), "ncs", ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}
 NAMES = tuple(BY_NAME)
+
+
+def names(backend: str) -> tuple[str, ...]:
+    """The kernels a backend ("reference", "cpu" or "cuda") defines."""
+    return tuple(kernel.name for kernel in KERNELS if backend in kernel.backends)

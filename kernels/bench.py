@@ -209,7 +209,7 @@ def kernel_table(device: Device, sizes: list[str], repeat: int) -> list[dict]:
     rows = []
     copy_by_bytes: dict[int, float] = {}  # one copy measurement per working-set size
     for size in sizes:
-        for case in CASES:
+        for case in (c for c in CASES if device.name in c.backends):
             for shape in shapes(case, size):
                 nbytes = max(int(np.prod(shape)) * 4, MIB)
                 if nbytes not in copy_by_bytes:

@@ -11,7 +11,8 @@ Minimum traffic, in bytes per element of x over the element size (kernels/README
 per-row or per-(sample, group) normalization reads x and writes y (2) and reads dy and x and
 writes dx (3); BatchNorm in training reads x twice (statistics, then apply: 3) and dy and x
 twice (sums, then dx: 5); BatchNorm in eval is a per-channel affine map (2, and 3 for
-backward, whose dweight needs x).
+backward, whose dweight needs x); LocalResponseNorm also writes and rereads its saved scale
+(3 and 4).
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ class NormCase:
     traffic: tuple[int, int]  # (forward, backward) minimum bytes per element / element size
     torch_twin: Callable  # (torch, tensors: dict, affine: bool) -> (forward(), backward())
     groups: Callable[[int], int] | None = None  # num_groups for C channels (GN, IN)
+    scalars: tuple = ()  # further (name, value) arguments (LocalResponseNorm's size, ...)
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends that have this case's kernels (kernels/api.py)."""
+        return api.BY_NAME[self.forward].backends
 
     @property
     def layout(self) -> str:
@@ -56,6 +63,7 @@ class NormCase:
         inputs = {k: None if v is None else np.ascontiguousarray(v, dtype)
                   for k, v in arrays.items()}
         inputs["eps"] = EPS
+        inputs.update(self.scalars)
         if self.groups is not None:
             inputs["num_groups"] = self.groups(features) if num_groups is None else num_groups
         return inputs
@@ -72,7 +80,8 @@ class NormCase:
     def run_backward(self, kernels, inputs: dict, forward: dict, param_grads: bool = True):
         """The backward's results as a tuple, from the forward's saved statistics."""
         named = {**inputs, **forward, "param_grads": param_grads}
-        return getattr(kernels, self.backward)(*self.arguments(self.backward, named))
+        results = getattr(kernels, self.backward)(*self.arguments(self.backward, named))
+        return results if isinstance(results, tuple) else (results,)
 
     def run(self, kernels, inputs: dict, param_grads: bool = True) -> tuple[tuple, tuple]:
         """(forward results, backward results) as tuples."""
@@ -155,6 +164,21 @@ def _batch_norm_eval_twin(torch, t: dict, affine: bool):
                                                     None, False, EPS, _mask(affine)))
 
 
+def _local_response_norm_twin(torch, t: dict, affine: bool):
+    """F.local_response_norm (PyTorch composes it from avg_pool3d: no aten kernel of its own);
+    its backward is autograd through that composite, which is what a PyTorch user runs."""
+    lrn = torch.nn.functional.local_response_norm
+    args = (t["size"], t["alpha"], t["beta"], t["k"])
+    x = t["x"].clone().requires_grad_()
+    out = lrn(x, *args)
+
+    def forward():
+        with torch.no_grad():
+            return lrn(t["x"], *args)
+
+    return forward, lambda: torch.autograd.grad(out, (x,), t["dy"], retain_graph=True)
+
+
 def _channels_per_group_4(channels: int) -> int:
     return channels // 4 if channels % 4 == 0 and channels >= 4 else 1
 
@@ -171,6 +195,10 @@ CASES = (
              _batch_norm_twin),
     NormCase("BatchNorm eval", "batch_norm_forward_eval", "batch_norm_backward_eval", (2, 3),
              _batch_norm_eval_twin),
+    # reads x, writes y and the saved scale; backward reads dy, x and scale, writes dx
+    NormCase("LocalResponseNorm", "local_response_norm_forward", "local_response_norm_backward",
+             (3, 4), _local_response_norm_twin,
+             scalars=(("size", 3), ("alpha", 1e-2), ("beta", 0.75), ("k", 1.0))),
 )
 BY_NAME = {case.name: case for case in CASES}
 

@@ -227,3 +227,36 @@ def batch_norm_backward_eval(
     xhat = (x - running_mean[:, None]) * inv_std[:, None]
     return _masked(dy * scale[:, None], param_grads, (dy * xhat).sum(axis=(0, 2)),
                    dy.sum(axis=(0, 2)))
+
+
+
+def _channel_window_sums(values: np.ndarray, before: int, after: int) -> np.ndarray:
+    """out[:, c] = sum of values[:, c - before : c + after + 1] (clipped) for (N, C, S)."""
+    channels = values.shape[1]
+    out = np.zeros_like(values)
+    for c in range(channels):
+        out[:, c] = values[:, max(0, c - before):min(channels, c + after + 1)].sum(axis=1)
+    return out
+
+
+def local_response_norm_forward(
+    x: np.ndarray, size: int, alpha: float, beta: float, k: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """LocalResponseNorm of x (N, C, S) across channels (AlexNet):
+    scale[c] = k + alpha/size · sum of x[c']^2 over c' in [c - size//2, c + (size-1)//2]
+    (channels outside [0, C) count as zeros), y = x · scale^-beta.
+    Returns (y, scale), scale of x's shape."""
+    x = _as64(x)
+    scale = k + alpha / size * _channel_window_sums(x * x, size // 2, (size - 1) // 2)
+    return x * scale**-beta, scale
+
+
+def local_response_norm_backward(
+    dy: np.ndarray, x: np.ndarray, scale: np.ndarray, size: int, alpha: float, beta: float
+) -> np.ndarray:
+    """dx[j] = dy[j]·scale[j]^-beta - (2·alpha·beta/size)·x[j]·sum over the c whose window
+    holds j (c in [j - (size-1)//2, j + size//2]) of dy[c]·x[c]·scale[c]^(-beta-1)."""
+    dy, x, scale = map(_as64, (dy, x, scale))
+    t = dy * x * scale ** (-beta - 1)
+    return dy * scale**-beta - 2 * alpha * beta / size * x * _channel_window_sums(
+        t, (size - 1) // 2, size // 2)

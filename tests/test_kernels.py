@@ -88,6 +88,8 @@ def check_case(backend: str, case, shape: tuple, num_groups, dtype, affine: bool
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_kernels_match_reference(backend, case):
+    if backend not in case.backends:
+        pytest.skip(f"{case.name} has no {backend} kernels yet (kernels/api.py)")
     for index, (shape, num_groups) in enumerate(_shapes(case, backend)):
         for dtype, affine in _variants(backend, index):
             check_case(backend, case, shape, num_groups, dtype, affine,
@@ -133,7 +135,7 @@ def test_every_kernel_is_bitwise_deterministic(backend):
     shapes = {"cpu": [(4, 6, 5), (96, 32, 40)], "cuda": [(3, 4, 10)]}[backend]
     kernels = kernels_for(backend)
     for shape in shapes:  # on the CPU: the serial and the parallel path
-        for case in CASES:
+        for case in (c for c in CASES if backend in c.backends):
             rows = (shape[0], shape[1] * shape[2])
             inputs = on_device(backend, case.inputs(shape if case.layout == "ncs" else rows,
                                                     np.float32))
@@ -153,6 +155,8 @@ def test_cpu_kernels_match_reference_on_random_shapes(batch, groups, per_group, 
 
     shape = (batch, groups * per_group, spatial)
     for case in CASES:
+        if case.name == "LocalResponseNorm" and not np.prod(shape):
+            continue  # the framework returns an empty input before any kernel
         if not np.prod(shape) and case.name in ("BatchNorm", "BatchNorm eval"):
             continue  # an empty BatchNorm batch: test_empty_inputs_give_nan_statistics...
         case_shape = shape if case.layout == "ncs" else (batch, shape[1] * spatial)

@@ -27,12 +27,13 @@ float16 = _np.float16
 int64 = _np.int64
 
 from . import nn, optim  # noqa: E402  (nn and optim build on the names above)
+from .interop import from_torch, to_torch  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "arange", "cat", "enable_grad", "float16", "float32",
-    "float64", "full", "gradcheck", "int64", "is_grad_enabled", "load", "manual_seed", "nn",
-    "no_grad", "ones", "ones_like", "optim", "rand", "randn", "save", "stack", "tensor", "zeros",
-    "zeros_like",
+    "float64", "from_torch", "full", "gradcheck", "int64", "is_grad_enabled", "load",
+    "manual_seed", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randn", "save",
+    "stack", "tensor", "to_torch", "zeros", "zeros_like",
 ]

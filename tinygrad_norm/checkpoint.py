@@ -1,4 +1,5 @@
-"""save / load: checkpoints as .npz files that never run code and never half-overwrite.
+"""save / load: checkpoints as .npz files that never run code and never half-overwrite
+(.safetensors files, chosen by the extension, are tinygrad_norm.safetensors_io's).
 
 A flat dict of arrays (a module's state_dict) is stored under its own keys, so `np.load` in any
 program reads it: `{"0.weight": ..., "1.running_mean": ...}`. Nested dicts and lists with
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import safetensors_io
 from .tensor import Tensor
 
 _STRUCTURE_KEY = "__tinygrad_norm_structure__"
@@ -72,10 +74,13 @@ def _is_flat_array_dict(obj) -> bool:
 
 
 def save(obj, path) -> None:
-    """Write a dict of arrays (or a nested state such as an optimizer's) to `path` (.npz)."""
+    """Write a dict of arrays (or a nested state such as an optimizer's) to `path` (.npz), or
+    a flat dict of arrays to a `.safetensors` path."""
     if not isinstance(obj, dict):
         raise TypeError(f"save: expected a dict (a state_dict), got {type(obj).__name__}")
     path = Path(path)
+    if path.suffix == safetensors_io.SUFFIX:
+        return safetensors_io.save(obj, path)
     if _is_flat_array_dict(obj):
         arrays = {k: v.detach().data if isinstance(v, Tensor) else v for k, v in obj.items()}
     else:
@@ -99,8 +104,11 @@ def save(obj, path) -> None:
 
 
 def load(path) -> dict:
-    """Read a checkpoint written by save (or any pickle-free .npz) into a dict of arrays."""
+    """Read a checkpoint written by save (or any pickle-free .npz, or any .safetensors file)
+    into a dict of arrays."""
     path = Path(path)
+    if path.suffix == safetensors_io.SUFFIX:
+        return safetensors_io.load(path)
     try:
         archive = np.load(path, allow_pickle=False)
         # checked before `with`: a bare .npy loads as an ndarray, which is no context manager

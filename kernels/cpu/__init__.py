@@ -1,4 +1,5 @@
-"""Numba CPU kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm and RMSNorm.
+"""Numba CPU kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm, RMSNorm and
+LocalResponseNorm.
 
 The functions that kernels/api.py declares, as `kernels.reference` and `kernels.cuda` do.
 Kernels are compiled lazily on first use for the dtype they see and cached on disk
@@ -28,6 +29,10 @@ from kernels.cpu.batch_norm import (
 )
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward
+from kernels.cpu.local_response_norm import (
+    local_response_norm_backward,
+    local_response_norm_forward,
+)
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
@@ -35,4 +40,4 @@ from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 if numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = "threadsafe"
 
-__all__ = list(api.NAMES)
+__all__ = list(api.names("cpu"))

@@ -38,6 +38,7 @@ from kernels.cpu.stats import (
     merge_partials,
     new_partials,
     parallel_jit,
+    product_minus,
     shifted_moments,
     use_parallel,
 )
@@ -104,8 +105,9 @@ def _backward_sets(
         r = inv_std[i]
         correction = sum_d / n
         sum_g_xhat = r * (sum_g_d - correction * sum_g)
-        # dx = r·g - b - xhat·c with the per-set constants folded once
-        b = x.dtype.type(r * sum_g / n)
+        # dx = r·(g - mean(g)) - xhat·c with the per-set constants folded once; mean(g) is
+        # subtracted before scaling so that a one-element set gets dx = 0 exactly
+        mean_g = x.dtype.type(sum_g / n)
         c = x.dtype.type(r * sum_g_xhat / n)
         correction_t = x.dtype.type(correction)
         r_t = x.dtype.type(r)
@@ -115,12 +117,14 @@ def _backward_sets(
                 dweight_part[channel] += r * (channel_sum_dy_d[k]
                                               - correction * channel_sum_dy[k])
                 dbias_part[channel] += channel_sum_dy[k]
-            scale = r_t if weight is None else r_t * weight[channel]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_dy, plane_dx = x_row[plane], dy_row[plane], dx_row[plane]
             for s in range(spatial):
                 xhat = ((plane_x[s] - mu) - correction_t) * r_t
-                plane_dx[s] = scale * plane_dy[s] - b - xhat * c
+                # g - mean(g) rounded as one operation: exact 0 for a one-element set
+                centred_g = (plane_dy[s] - mean_g if weight is None
+                             else product_minus(plane_dy[s], weight[channel], mean_g))
+                plane_dx[s] = r_t * centred_g - xhat * c
 
 
 @parallel_jit

@@ -6,7 +6,7 @@ Forward, per row (set of n = cols elements):
     traffic: read x, write y = 2·E·s (the stats passes re-read the row from L1).
 
 Backward, per row, g = dy·weight:
-    dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat))
+    dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g - mean(g) formed before scaling by r
     dweight = sum over rows of dy·xhat, dbias = sum over rows of dy
     traffic: read dy and x, write dx = 3·E·s (second pass re-reads from L1).
     The saved mean is rounded to x's dtype, which for |mean| >> std is a sizeable
@@ -31,6 +31,7 @@ from kernels.cpu.stats import (
     merge_partials,
     new_partials,
     parallel_jit,
+    product_minus,
     shifted_moments,
     use_parallel,
     weighted_gradient_sums,
@@ -73,16 +74,18 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, s
         r = inv_std[i]
         correction = sum_d / cols
         sum_g_xhat = r * (sum_g_d - correction * sum_g)
-        # dx = a·g - b - xhat·c, with the per-row constants folded once
-        a = x.dtype.type(r)
-        b = x.dtype.type(r * sum_g / cols)
+        # dx = r·(g - mean(g)) - xhat·c, the per-row constants folded once; mean(g) is
+        # subtracted before scaling so that a one-element row gets dx = 0 exactly
+        mean_g = x.dtype.type(sum_g / cols)
         c = x.dtype.type(r * sum_g_xhat / cols)
         correction_t = x.dtype.type(correction)
         r_t = x.dtype.type(r)
         for j in range(cols):
             xhat = ((x_row[j] - mu) - correction_t) * r_t
-            g = dy_row[j] if weight is None else dy_row[j] * weight[j]
-            dx_row[j] = a * g - b - xhat * c
+            # g - mean(g) rounded as one operation: exact 0 for a one-element row
+            centred_g = (dy_row[j] - mean_g if weight is None
+                         else product_minus(dy_row[j], weight[j], mean_g))
+            dx_row[j] = r_t * centred_g - xhat * c
             if dweight_part is not None:
                 dweight_part[j] += dy_row[j] * xhat
                 dbias_part[j] += dy_row[j]

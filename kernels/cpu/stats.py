@@ -151,3 +151,11 @@ def merge_partials(partials: np.ndarray | None, dtype: np.dtype) -> np.ndarray |
     out = np.empty(partials.shape[1], dtype)
     sum_partials(partials, out)
     return out
+
+
+@functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy")
+def product_minus(a, b, c):
+    """a·b - c with the product rounded first: compiled without "contract", so LLVM cannot fuse
+    it into an FMA (exact a·b - c), and a·b - c is exactly 0 whenever c is the rounded a·b —
+    the one-element set of LayerNorm/GroupNorm backward, where c = mean(g) = g."""
+    return a * b - c

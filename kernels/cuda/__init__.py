@@ -39,4 +39,4 @@ from kernels.cuda.group_norm import group_norm_backward, group_norm_forward  # n
 from kernels.cuda.layer_norm import layer_norm_backward, layer_norm_forward  # noqa: E402
 from kernels.cuda.rms_norm import rms_norm_backward, rms_norm_forward  # noqa: E402
 
-__all__ = list(api.NAMES)
+__all__ = list(api.names("cuda"))

@@ -215,7 +215,18 @@ def _is_cupy(array: object) -> bool:
 check = validation.device(SIMULATOR)
 check_array, check_vector, check_like, check_shape = (check.array, check.vector, check.like,
                                                      check.shape)
-check_eps, check_num_groups = validation.check_eps, validation.check_num_groups
+check_num_groups = validation.check_num_groups
+
+
+def check_eps(eps: object) -> float:
+    """kernels/validation.py's rule (a real number) plus finite and >= 0: the CUDA kernels'
+    math.sqrt raises on a negative argument under the simulator, so the negative or NaN eps
+    that the framework (like PyTorch) computes with on the CPU is a clear error on CUDA for
+    now, rather than a device fault."""
+    eps = validation.check_eps(eps)
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0 on CUDA, got {eps}")
+    return eps
 array_dtype = validation.array_dtype
 
 

@@ -18,6 +18,7 @@ from .functional_norm import (  # noqa: F401  (re-exported)
     group_norm,
     instance_norm,
     layer_norm,
+    local_response_norm,
     rms_norm,
 )
 from .pool_ops import (

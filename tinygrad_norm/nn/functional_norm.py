@@ -1,4 +1,5 @@
-"""Functional normalizations: batch_norm, layer_norm, instance_norm, group_norm, rms_norm.
+"""Functional normalizations: batch_norm, layer_norm, instance_norm, group_norm, rms_norm,
+local_response_norm.
 
 PyTorch's signatures. Each checks the user's arguments (shapes, dtypes, sizes) and raises a
 clear error naming what was expected and what was received, then calls one autograd Function
@@ -49,10 +50,35 @@ def _check_param(param, expected_shape: tuple, input: Tensor, what: str, name: s
     return param
 
 
+def _real(value, what: str, name: str) -> float:
+    """PyTorch's rule for eps, momentum and LRN's alpha/beta/k: any real number, bools and NumPy
+    scalars included (True is 1.0). Its value is not checked: zero, negative, NaN and infinite
+    values compute (a negative eps below -var gives NaN), except batch_norm's eps below."""
+    if isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        return float(value)
+    raise TypeError(f"{name}: {what} must be a real number, got {type(value).__name__}")
+
+
 def _check_eps(eps, name: str) -> float:
-    if not isinstance(eps, (int, float)) or math.isnan(eps) or eps < 0:
-        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
-    return float(eps)
+    return _real(eps, "eps", name)
+
+
+def _batch_norm_eps(eps, training: bool) -> float:
+    """batch_norm alone restricts eps's value: > 0 in training (the batch's variance can be 0),
+    >= 0 with running statistics. NaN passes, as in PyTorch (both comparisons are False)."""
+    eps = _real(eps, "eps", "batch_norm")
+    if training and eps <= 0:
+        raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    if eps < 0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    return eps
+
+
+def _int_arg(value, what: str, name: str) -> int:
+    """An int argument (sizes, num_groups): Python or NumPy ints; bools and floats refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: {what} must be an int, got {type(value).__name__}")
+    return int(value)
 
 
 def _normalized(normalized_shape) -> tuple:
@@ -103,8 +129,16 @@ def group_norm(input: Tensor, num_groups: int, weight=None, bias=None,
             f"group_norm: expected input of shape (N, C, *) with at least 2 dimensions, got "
             f"size{_size_text(input.shape)}"
         )
+    num_groups = _int_arg(num_groups, "num_groups", "group_norm")
     channels = input.shape[1]
-    if num_groups <= 0 or channels % num_groups:
+    if num_groups <= 0:
+        raise RuntimeError(f"group_norm: expected num_groups to be greater than 0, got "
+                           f"{num_groups}")
+    # PyTorch's order: one value per group is refused before divisibility is checked
+    _verify_batch_size(input.shape[0] * (channels // num_groups), input.shape[2:],
+                       [input.shape[0] * (channels // num_groups), num_groups,
+                        *input.shape[2:]])
+    if channels % num_groups:
         raise RuntimeError(
             f"group_norm: expected the number of channels of the input ({channels}) to be "
             f"divisible by num_groups ({num_groups}), got input of size{_size_text(input.shape)}"
@@ -113,6 +147,13 @@ def group_norm(input: Tensor, num_groups: int, weight=None, bias=None,
     bias = _check_param(bias, (channels,), input, "bias", "group_norm")
     return norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=num_groups,
                                             eps=_check_eps(eps, "group_norm"))
+
+
+def _verify_batch_size(count: int, spatial: tuple, size: list) -> None:
+    """PyTorch's refusal of one value per normalized set in training (its variance is 0/0)."""
+    if count * math.prod(spatial) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                         f"{_size_text(size)}")
 
 
 def _running_buffer(buffer, channels: int, input: Tensor, what: str, name: str):
@@ -143,6 +184,12 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
     update them in place with `momentum`. training=False: use the running buffers.
     """
     _check_input(input, "batch_norm")
+    if training and input.ndim >= 1:
+        _verify_batch_size(input.shape[0], input.shape[2:], list(input.shape))
+    eps = _batch_norm_eps(eps, training)
+    momentum = _real(momentum, "momentum", "batch_norm")
+    if input.shape == (0,):  # PyTorch returns an empty 1-D input as it is, whatever the rest
+        return input.clone()
     if input.ndim < 2:
         raise ValueError(
             f"batch_norm: expected input of shape (N, C, *) with at least 2 dimensions, got "
@@ -155,18 +202,13 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
         raise ValueError("batch_norm: give both running_mean and running_var, or neither")
     weight = _check_param(weight, (channels,), input, "weight", "batch_norm")
     bias = _check_param(bias, (channels,), input, "bias", "batch_norm")
-    eps = _check_eps(eps, "batch_norm")
     if not training:
         if running_mean is None:
-            raise ValueError("batch_norm: training=False needs running_mean and running_var")
+            raise RuntimeError("batch_norm: running_mean must be defined in evaluation mode "
+                               "(training=False needs running_mean and running_var)")
         return norm_ops.BatchNormEvalFunction.apply(input, weight, bias, eps=eps,
                                                     running_mean=running_mean,
                                                     running_var=running_var)
-    if input.shape[0] * math.prod(input.shape[2:]) == 1:
-        raise ValueError(
-            f"Expected more than 1 value per channel when training, got input size "
-            f"{_size_text(input.shape)}"
-        )
     return norm_ops.BatchNormFunction.apply(input, weight, bias, eps=eps, momentum=momentum,
                                             running_mean=running_mean, running_var=running_var)
 
@@ -193,9 +235,11 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     weight = _check_param(weight, (channels,), input, "weight", "instance_norm")
     bias = _check_param(bias, (channels,), input, "bias", "instance_norm")
     eps = _check_eps(eps, "instance_norm")
+    momentum = _real(momentum, "momentum", "instance_norm")
     if not use_input_stats:
         if running_mean is None or running_var is None:
-            raise ValueError("instance_norm: use_input_stats=False needs running_mean/var")
+            raise RuntimeError("instance_norm: expected running_mean and running_var to be "
+                               "defined when use_input_stats is False")
         return norm_ops.BatchNormEvalFunction.apply(input, weight, bias, eps=eps,
                                                     running_mean=running_mean,
                                                     running_var=running_var)
@@ -209,3 +253,26 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     return norm_ops.GroupNormFunction.apply(input, weight, bias, num_groups=max(channels, 1),
                                             eps=eps, momentum=momentum,
                                             running_mean=running_mean, running_var=running_var)
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """x / (k + alpha/size · sum of x^2 over `size` neighbouring channels)^beta, input
+    (N, C, *spatial); the window [c - size//2, c + (size-1)//2] counts missing channels as 0."""
+    name = "local_response_norm"
+    _check_input(input, name)
+    if input.ndim < 3:
+        raise ValueError(f"{name}: expected 3D or higher dimensionality input (got "
+                         f"{input.ndim} dimensions)")
+    if input.numel() == 0:  # PyTorch returns the empty input itself, before any other check
+        return input
+    size = _int_arg(size, "size", name)
+    if size <= 0:
+        raise RuntimeError(f"{name}: size (the window of channels) should be greater than "
+                           f"zero, got {size}")
+    alpha, beta, k = (_real(v, what, name) for v, what in ((alpha, "alpha"), (beta, "beta"),
+                                                           (k, "k")))
+    if input.device != "cpu":
+        raise RuntimeError(f"{name}: no {input.device} kernel; move the input to the CPU")
+    return norm_ops.LocalResponseNormFunction.apply(input, size=size, alpha=alpha, beta=beta,
+                                                    k=k)

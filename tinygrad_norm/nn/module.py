@@ -17,7 +17,7 @@ import numpy as np
 
 from ..device import to_device, to_host
 from ..tensor import Tensor, _normalize_device
-from .parameter import Parameter
+from .parameter import Parameter, is_uninitialized
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -345,7 +345,10 @@ class Module:
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and persistent buffer as NumPy arrays, PyTorch's keys."""
         tensors = self._state_tensors()
-        return OrderedDict((key, to_device(t.data, "cpu")) for key, t in tensors.items())
+        # a Lazy module's uninitialized tensors have no value yet: NumPy cannot say "unknown
+        # shape", so they are left out (PyTorch stores placeholder objects)
+        return OrderedDict((key, to_device(t.data, "cpu")) for key, t in tensors.items()
+                           if not is_uninitialized(t))
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into the existing parameters and buffers, in place, cast to their dtype.
@@ -368,6 +371,9 @@ class Module:
             except (TypeError, ValueError, RuntimeError) as exc:
                 errors.append(f"value for {key!r} can't be converted to {tensor.dtype}: {exc}")
                 continue
+            if is_uninitialized(tensor):  # a Lazy module's tensor takes the loaded shape
+                updates.append((tensor, cast.copy()))
+                continue
             if array.shape != tensor.shape:
                 errors.append(
                     f"size mismatch for {key}: copying a param with shape {array.shape} from "
@@ -387,7 +393,9 @@ class Module:
                 + "\n\t".join(errors)
             )
         for tensor, cast in updates:
-            if tensor.device != "cpu":  # values from any device, copied explicitly
+            if is_uninitialized(tensor):
+                tensor.materialize(to_device(cast, tensor.device))
+            elif tensor.device != "cpu":  # values from any device, copied explicitly
                 tensor.data[...] = to_device(to_host(cast), tensor.device)
             elif tensor.data.flags.writeable:
                 np.copyto(tensor.data, cast)

@@ -206,3 +206,30 @@ class BatchNormEvalFunction(Function):
         dx, dweight, dbias = ctx.kernels.batch_norm_backward_eval(
             dy, x3d, running_mean, running_var, _flat(weight), ctx.eps, _wants_param_grads(ctx))
         return _affine_grads(ctx, grad, dx, dweight, dbias, weight, bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# LocalResponseNorm: a cross-channel normalization without statistics or parameters, kept apart
+# from the statistics-based Functions above.
+
+
+class LocalResponseNormFunction(Function):
+    """y = x / (k + alpha/size · sum of x^2 over a window of `size` neighbouring channels)^beta,
+    for x (N, C, *spatial); backward reuses the forward's per-element scale."""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        x3d = _as_ncs(x)
+        kernels = backend(ctx.device)
+        y, scale = kernels.local_response_norm_forward(x3d, size, alpha, beta, k)
+        ctx.save_for_backward(x3d, scale)
+        ctx.args = (size, alpha, beta)
+        ctx.kernels = kernels
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x3d, scale = ctx.saved_tensors
+        dy = _contiguous(grad, x3d.shape)
+        return (ctx.kernels.local_response_norm_backward(dy, x3d, scale, *ctx.args)
+                .reshape(grad.shape),)

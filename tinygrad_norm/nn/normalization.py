@@ -1,5 +1,6 @@
 """Normalization layers with PyTorch's constructors, parameter and buffer names, and train/eval
-behaviour: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm.
+behaviour: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, their Lazy variants, LayerNorm, GroupNorm,
+RMSNorm, LocalResponseNorm.
 
 The math runs in kernels (see tinygrad_norm.norm_ops); these classes own the parameters and the
 running statistics and decide which statistics a call uses.
@@ -7,6 +8,7 @@ running statistics and decide which statistics a call uses.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Sequence
 
@@ -15,18 +17,22 @@ import numpy as np
 from ..tensor import Tensor, ones, zeros
 from . import functional_norm as F
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_uninitialized
 
 
 def _dtype(dtype) -> np.dtype:
     return np.dtype(np.float32 if dtype is None else dtype)
 
 
-def _register_affine(module: Module, shape: tuple, affine: bool, dtype, device) -> None:
-    """weight = ones(shape) and bias = zeros(shape), or both registered as None."""
+def _register_affine(module: Module, shape: tuple, affine: bool, dtype, device,
+                     bias: bool = True) -> None:
+    """weight = ones(shape) and bias = zeros(shape) (None when not `bias`), or both None."""
     if affine:
         module.weight = Parameter(ones(shape, dtype=dtype, device=device))
-        module.bias = Parameter(zeros(shape, dtype=dtype, device=device))
+        if bias:
+            module.bias = Parameter(zeros(shape, dtype=dtype, device=device))
+        else:
+            module.register_parameter("bias", None)
     else:
         module.register_parameter("weight", None)
         module.register_parameter("bias", None)
@@ -38,9 +44,12 @@ class _NormBase(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None,
-                 dtype=None) -> None:
+                 dtype=None, *, bias: bool = True) -> None:
         super().__init__()
-        if not isinstance(num_features, (int, np.integer)) or num_features < 0:
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)):
+            raise TypeError(f"{type(self).__name__}: num_features must be an int, got "
+                            f"{type(num_features).__name__}")
+        if num_features < 0:
             raise ValueError(
                 f"{type(self).__name__}: num_features must be a non-negative int, got "
                 f"{num_features!r}"
@@ -51,7 +60,7 @@ class _NormBase(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         dtype = _dtype(dtype)
-        _register_affine(self, (num_features,), affine, dtype, device)
+        _register_affine(self, (num_features,), affine, dtype, device, bias)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
             self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
@@ -70,21 +79,12 @@ class _NormBase(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            self.weight.data[...] = 1
-            self.bias.data[...] = 0
+        for param, value in ((self.weight, 1), (self.bias, 0)):
+            if param is not None:
+                param.data[...] = value
 
     def _check_input_dim(self, input: Tensor) -> None:
         raise NotImplementedError
-
-    def _check_channels(self, input: Tensor, channel_dim: int) -> None:
-        channels = input.shape[channel_dim]
-        if channels != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}({self.num_features}): expected {self.num_features} "
-                f"channels in dimension {channel_dim} of the input, got input of size "
-                f"{list(input.shape)} with {channels}"
-            )
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -99,8 +99,9 @@ class _BatchNorm(_NormBase):
     """Per-channel statistics over the batch and all spatial positions."""
 
     def forward(self, input: Tensor) -> Tensor:
+        # the channel count is checked by F.batch_norm against the buffers and parameters, as
+        # in PyTorch: without either (affine=False, track_running_stats=False) any count works
         self._check_input_dim(input)
-        self._check_channels(input, 1)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -142,22 +143,30 @@ class _InstanceNorm(_NormBase):
 
     spatial_ndim = 0
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = False, track_running_stats: bool = False, device=None,
-                 dtype=None) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 dtype=None, *, bias: bool = True) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
 
-    def forward(self, input: Tensor) -> Tensor:
+    def _check_input_dim(self, input: Tensor) -> None:
         batched_ndim = self.spatial_ndim + 2
         if input.ndim not in (batched_ndim - 1, batched_ndim):
             raise _rank_error(type(self).__name__, f"{batched_ndim - 1}D or {batched_ndim}D",
                               input)
-        unbatched = input.ndim == batched_ndim - 1
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        unbatched = input.ndim == self.spatial_ndim + 1
         if unbatched:
             input = input.unsqueeze(0)
         if input.shape[1] != self.num_features:
-            if self.affine:
-                self._check_channels(input, 1)
+            if self.affine:  # ValueError, as PyTorch's InstanceNorm raises
+                raise ValueError(
+                    f"{type(self).__name__}({self.num_features}): expected "
+                    f"{self.num_features} channels in dimension {0 if unbatched else 1} of the "
+                    f"input, got input of size {list(input.shape[unbatched:])}"
+                )
             warnings.warn(
                 f"{type(self).__name__}({self.num_features}) got {input.shape[1]} channels; "
                 f"without affine parameters the input is normalized anyway", stacklevel=2)
@@ -204,16 +213,8 @@ class LayerNorm(Module):
         self.normalized_shape = _shape_tuple(normalized_shape, "LayerNorm")
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        dtype = _dtype(dtype)
-        if elementwise_affine:
-            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, self.normalized_shape, elementwise_affine, _dtype(dtype), device,
+                         bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -228,28 +229,25 @@ class GroupNorm(Module):
     affine."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None) -> None:
+                 affine: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
-        if not isinstance(num_groups, (int, np.integer)) or num_groups <= 0:
+        if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
+            raise TypeError(f"GroupNorm: num_groups must be an int, got "
+                            f"{type(num_groups).__name__}")
+        if num_groups <= 0:
             raise ValueError(f"GroupNorm: num_groups must be a positive int, got {num_groups!r}")
         if num_channels % num_groups:
-            raise ValueError(
-                f"num_channels must be divisible by num_groups (got num_channels={num_channels}"
-                f", num_groups={num_groups})"
-            )
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
         self.num_groups = int(num_groups)
         self.num_channels = int(num_channels)
         self.eps = eps
         self.affine = affine
-        _register_affine(self, (num_channels,), affine, _dtype(dtype), device)
+        _register_affine(self, (num_channels,), affine, _dtype(dtype), device, bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        if input.ndim >= 2 and input.shape[1] != self.num_channels:
-            raise ValueError(
-                f"GroupNorm({self.num_groups}, {self.num_channels}): expected "
-                f"{self.num_channels} channels in dimension 1, got input of size "
-                f"{list(input.shape)}"
-            )
+        # F.group_norm checks the weight against the input's channels (RuntimeError, as
+        # PyTorch); without affine parameters any channel count divisible by num_groups works
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -277,3 +275,86 @@ class RMSNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
+
+
+class LocalResponseNorm(Module):
+    """Cross-channel normalization of AlexNet: x / (k + alpha/size · sum of x^2 over `size`
+    neighbouring channels)^beta. No parameters or buffers; arguments are checked at the call,
+    as in PyTorch."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class _LazyNormBase:
+    """A BatchNorm/InstanceNorm whose num_features comes from input.shape[1] at the first call,
+    as PyTorch's Lazy modules: until then weight, bias, running_mean and running_var are
+    uninitialized (left out of state_dict; load_state_dict gives them the loaded shapes), and
+    after the first call the module becomes `cls_to_become`. PyTorch's defaults, including
+    affine=True and track_running_stats=True for the InstanceNorms."""
+
+    cls_to_become: type
+
+    def __init__(self, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None, *,
+                 bias: bool = True) -> None:
+        super().__init__(0, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
+        for registry, kind in ((self._parameters, UninitializedParameter),
+                               (self._buffers, UninitializedBuffer)):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                if registry.get(name) is not None:
+                    registry[name] = kind(registry[name])
+
+    def _lazy_tensors(self) -> list:
+        return [t for t in itertools.chain(self._parameters.values(), self._buffers.values())
+                if is_uninitialized(t)]
+
+    def has_uninitialized_params(self) -> bool:
+        return bool(self._lazy_tensors())
+
+    def initialize_parameters(self, input: Tensor) -> None:
+        """Materialize the uninitialized tensors with input.shape[1] features and reset them
+        (weight 1, bias 0, running_mean 0, running_var 1), as PyTorch does."""
+        if not self.has_uninitialized_params():
+            return
+        if input.ndim < 2:
+            raise ValueError(f"{type(self).__name__}: cannot infer num_features from a "
+                             f"{input.ndim}D input; expected (N, C, ...)")
+        self.num_features = int(input.shape[1])
+        for tensor in self._lazy_tensors():
+            tensor.materialize(zeros(self.num_features, dtype=tensor.dtype,
+                                     device=tensor.device).data)
+        self.reset_parameters()
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        self.initialize_parameters(input)
+        self.__class__ = self.cls_to_become
+        return self.forward(input)
+
+
+def _lazy(cls: type) -> type:
+    """Lazy<cls>: `cls` with num_features inferred at the first call."""
+    name = f"Lazy{cls.__name__}"
+    return type(name, (_LazyNormBase, cls), {
+        "cls_to_become": cls, "__module__": __name__, "__qualname__": name,
+        "__doc__": f"{cls.__name__} with num_features inferred at the first call."})
+
+
+LazyBatchNorm1d = _lazy(BatchNorm1d)
+LazyBatchNorm2d = _lazy(BatchNorm2d)
+LazyBatchNorm3d = _lazy(BatchNorm3d)
+LazyInstanceNorm1d = _lazy(InstanceNorm1d)
+LazyInstanceNorm2d = _lazy(InstanceNorm2d)
+LazyInstanceNorm3d = _lazy(InstanceNorm3d)
