@@ -1,6 +1,6 @@
 """tinygrad_norm.nn: Module, layers, losses, init and functional, with PyTorch's names."""
 
-from . import functional, init
+from . import functional, init, parallel
 from .activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential
 from .conv import Conv2d
@@ -22,11 +22,12 @@ from .normalization import (
 )
 from .parameter import Parameter
 from .pooling import AvgPool2d, MaxPool2d
+from .sync_batch_norm import SyncBatchNorm
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "CrossEntropyLoss",
     "Dropout", "Flatten", "GroupNorm", "Identity", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "LayerNorm", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module",
     "ModuleList", "NLLLoss", "Parameter", "RMSNorm", "ReLU", "Sequential", "Sigmoid", "Softmax",
-    "Tanh", "functional", "init",
+    "SyncBatchNorm", "Tanh", "functional", "init", "parallel",
 ]
