@@ -148,9 +148,14 @@ def _check_same_everywhere(name: str, comm, array: np.ndarray) -> None:
                          f"{listed}")
 
 
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """`array` itself when C-contiguous, else a contiguous copy (0-d stays 0-d)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
 def _in_place(array: np.ndarray, run) -> None:
     """Run a collective on a contiguous buffer and write the result back into `array`."""
-    work = np.ascontiguousarray(array)
+    work = _contiguous(array)
     run(work)
     if work is not array:
         array[...] = work
@@ -184,7 +189,7 @@ def all_gather(tensor_list: list, tensor) -> None:
                              f"expected the input's {array.shape} {array.dtype}")
     _check_same_everywhere("all_gather", comm, array)
     gathered = np.empty((size, *array.shape), array.dtype)
-    comm.Allgather(np.ascontiguousarray(array), gathered)
+    comm.Allgather(_contiguous(array), gathered)
     for out, part in zip(outputs, gathered):
         out[...] = part
 
