@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                    "train-ddp", "--norm", norm, "--batch-size", str(batch), "--epochs",
                    str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--out",
                    str(path)]
-        print(f"== {label}: {' '.join(command[2:4])} ... --norm {norm} --batch-size {batch}",
-              flush=True)
+        print(f"== {label}: mpiexec -n {ranks} tinygrad-norm train-ddp --norm {norm} "
+              f"--batch-size {batch}", flush=True)
         subprocess.run(command, check=True)
         results[label] = json.loads(path.read_text())
 

@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> dict:
                       f"{test_loss:.4f}  test error {100 * (1 - test_accuracy):.2f} %",
                       flush=True)
     seconds = time.perf_counter() - start
-    results = {"config": {**vars(args), "ranks": world}, "seconds": seconds, **history}
+    config = {key: getattr(args, key) for key in ("norm", "batch_size", "epochs", "lr",
+                                                    "channels", "seed")}
+    results = {"config": {**config, "ranks": world}, "seconds": seconds, **history}
     if rank == 0:
         out = args.out or f"runs/ddp-{args.norm}-n{world}-b{args.batch_size}.json"
         write_json(output_folder(Path(out).parent) / Path(out).name, results)
