@@ -4,11 +4,11 @@
 
 Each rank runs forward + backward of BatchNorm2d and of SyncBatchNorm on its own batch, for a
 few shapes (per-rank N, C, H, W). The ranks start each step together (a barrier, not timed),
-a step's time is the slowest rank's, and the table shows medians over the repeats. SyncBatchNorm's
-step is split into its kernels (statistics, apply, gradient sums, input gradient) and its
-two collectives (the all-gather of the statistics in forward, the all-reduce of the gradient
-sums in backward), timed by wrapping the very functions it calls; each collective includes
-the shape check that precedes it (a second, small MPI call).
+a step's time is the slowest rank's, and the table shows medians (and minima) over the
+repeats. SyncBatchNorm's step is split into its kernels (statistics, apply, gradient sums,
+input gradient) and its two collectives (the all-gather of the statistics in forward, the
+all-reduce of the gradient sums in backward), timed by wrapping the very functions it calls;
+each collective includes the shape check that precedes it (a second, small MPI call).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def measure(shape: tuple, repeat: int) -> dict:
         timers.restore()
     sync_times = _slowest(np.array(sync_times))
     row = {"shape": shape, "batchnorm": float(np.median(plain_times)),
-           "syncbatchnorm": float(np.median(sync_times))}
+           "syncbatchnorm": float(np.median(sync_times)),
+           "batchnorm_min": float(plain_times.min()), "syncbatchnorm_min": float(sync_times.min())}
     for name, values in parts.items():
         row[name] = float(np.median(_slowest(np.array(values))))
     return row
@@ -105,16 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     world = dist.get_world_size()
     rows = [measure(shape, args.repeat) for shape in SHAPES]
     if dist.get_rank() == 0:
-        print(f"{world} ranks; forward + backward per step, float32, median of {args.repeat}, "
-              f"slowest rank, microseconds")
+        print(f"{world} ranks; forward + backward per step, float32, slowest rank, median "
+              f"(min) of {args.repeat} steps, microseconds")
         print("| ranks | per-rank input (N, C, H, W) | BatchNorm2d | SyncBatchNorm | extra | "
               "all-gather (fwd) | all-reduce (bwd) | the 4 split kernels |")
         print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             kernels = sum(r[name] for name in KERNELS)
             extra = r["syncbatchnorm"] - r["batchnorm"]
-            print(f"| {world} | {r['shape']} | {1e6 * r['batchnorm']:.0f} | "
-                  f"{1e6 * r['syncbatchnorm']:.0f} | {1e6 * extra:+.0f} "
+            print(f"| {world} | {r['shape']} | {1e6 * r['batchnorm']:.0f} "
+                  f"({1e6 * r['batchnorm_min']:.0f}) | {1e6 * r['syncbatchnorm']:.0f} "
+                  f"({1e6 * r['syncbatchnorm_min']:.0f}) | {1e6 * extra:+.0f} "
                   f"({r['syncbatchnorm'] / r['batchnorm']:.1f}x) | "
                   f"{1e6 * r['all_gather']:.0f} | {1e6 * r['all_reduce']:.0f} | "
                   f"{1e6 * kernels:.0f} |")
