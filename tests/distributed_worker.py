@@ -3,14 +3,16 @@ SUITE` runs every check of SUITE on every rank, in one launch, and prints "ok <c
 0 for each. A failing check raises, and the exception hook of init_process_group aborts the
 whole job with the message, so the pytest side sees a nonzero exit and the traceback.
 
-Suites: "equivalence" (SyncBatchNorm and DDP against PyTorch and against one process; any
-world size, the issue's shapes at 4 ranks) and "raise" (rank 1 raises while rank 0 waits).
+Suites: "equivalence EXPECTED.npz" (SyncBatchNorm and DDP against PyTorch and against one
+process; any world size, the issue's shapes at 4 ranks) and "raise" (rank 1 raises while rank
+0 waits). PyTorch's results come from the pytest side (test_distributed.torch_expectations, on
+the data that `sync_cases`/`case_data` and `eval_data` here define), so that the ranks need not
+import torch.
 """
 
 import sys
 
 import numpy as np
-import torch
 
 import tinygrad_norm as tn
 from tinygrad_norm import distributed as dist
@@ -20,8 +22,43 @@ from tinygrad_norm.experiments.models import make_cnn
 from tinygrad_norm.nn.parallel import DistributedDataParallel
 
 TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
-TORCH_BN = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d,
-            5: torch.nn.BatchNorm3d}
+
+
+def sync_cases(world: int) -> list[dict]:
+    """The SyncBatchNorm checks at this world size: per-rank sample counts, the shape after
+    the batch dimension (BatchNorm1d without and with length, 2d, 3d), dtype, momentum."""
+    cases = [dict(counts=[8] * world, tail=tail, dtype=dtype, momentum=0.1, steps=2)
+             for tail in ((3,), (3, 5), (2, 3, 4), (2, 2, 3, 2))
+             for dtype in (np.float64, np.float32)]
+    if world == 4:
+        cases += [dict(counts=[3, 5, 0, 8], tail=(3, 2, 2), dtype=np.float64, momentum=0.1,
+                       steps=2),
+                  dict(counts=[0, 1, 0, 1], tail=(2,), dtype=np.float64, momentum=0.1, steps=2)]
+    cases.append(dict(counts=[4] * world, tail=(3, 2, 2), dtype=np.float64, momentum=None,
+                      steps=3))
+    for index, case in enumerate(cases):
+        case["name"] = f"case{index}"
+    return cases
+
+
+def case_data(case: dict):
+    """(weight, bias, [(x, grad) per step]) of the whole batch, the same on every rank."""
+    rng = np.random.default_rng(7)
+    channels = case["tail"][0]
+    weight, bias = rng.uniform(0.5, 1.5, channels), rng.standard_normal(channels)
+    shape = (sum(case["counts"]), *case["tail"])
+    steps = [((rng.standard_normal(shape) * 2 + 3).astype(case["dtype"]),
+              rng.standard_normal(shape).astype(case["dtype"])) for _ in range(case["steps"])]
+    return weight, bias, steps
+
+
+def eval_data(rank: int):
+    """(running_mean, running_var, weight, x, grad) of rank `rank`'s eval-mode check."""
+    rng = np.random.default_rng(11 + rank)  # different data on each rank
+    running = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    weight = rng.uniform(0.5, 1.5, 3)
+    x = rng.standard_normal((5, 3, 4, 4))
+    return (*running, weight, x, rng.standard_normal(x.shape))
 
 
 def report(name: str) -> None:
@@ -32,64 +69,46 @@ def report(name: str) -> None:
 
 def close(ours, expected, dtype, what: str) -> None:
     ours = ours.data if isinstance(ours, tn.Tensor) else ours
-    expected = expected.detach().numpy() if isinstance(expected, torch.Tensor) else expected
     np.testing.assert_allclose(ours, expected, err_msg=f"rank {dist.get_rank()}: {what}",
                                **TOL[dtype])
 
 
-def check_sync_batch_norm(counts, tail, dtype, momentum=0.1, steps=2) -> None:
-    """Rank r holds counts[r] samples of a global batch of shape (sum(counts), C, *tail);
-    SyncBatchNorm (inside DDP) must equal torch's BatchNorm on the whole batch, each step:
-    output, input gradient, parameter gradients (DDP's average times the world size, since
-    the upstream gradient is a sum over samples) and running statistics."""
+def check_sync_batch_norm(case: dict, expected) -> None:
+    """Rank r holds counts[r] samples of the global batch; SyncBatchNorm (inside DDP) must
+    equal torch's BatchNorm on the whole batch, each step: output, input gradient, parameter
+    gradients (DDP's average times the world size, since the upstream gradient is a sum over
+    samples) and running statistics."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    assert len(counts) == world
-    channels = tail[0]
-    rng = np.random.default_rng(7)  # the same global data on every rank
-    weight, bias = rng.uniform(0.5, 1.5, channels), rng.standard_normal(channels)
-    theirs = TORCH_BN[len(tail) + 1](channels, momentum=momentum, dtype=torch.float64)
-    with torch.no_grad():
-        theirs.weight[:], theirs.bias[:] = torch.tensor(weight), torch.tensor(bias)
-    layer = nn.SyncBatchNorm(channels, momentum=momentum, dtype=dtype)
+    counts, dtype = case["counts"], case["dtype"]
+    weight, bias, steps = case_data(case)
+    layer = nn.SyncBatchNorm(len(weight), momentum=case["momentum"], dtype=dtype)
     layer.weight.data[...], layer.bias.data[...] = weight, bias
     ours = DistributedDataParallel(layer)
     start, stop = sum(counts[:rank]), sum(counts[:rank + 1])
-    for step in range(steps):
-        shape = (sum(counts), *tail)
-        x = (rng.standard_normal(shape) * 2 + 3).astype(dtype)
-        grad = rng.standard_normal(shape).astype(dtype)
-        tx = torch.tensor(x.astype(np.float64), requires_grad=True)
-        ty = theirs(tx)
-        ty.backward(torch.tensor(grad.astype(np.float64)))
+    for step, (x, grad) in enumerate(steps):
         ours.zero_grad()
         xr = tn.Tensor(x[start:stop].copy(), requires_grad=True)
         y = ours(xr)
         y.backward(grad[start:stop].copy())
-        what = f"{counts} {tail} {np.dtype(dtype)} step {step}"
-        close(y, ty[start:stop], dtype, f"output {what}")
-        close(xr.grad, tx.grad[start:stop], dtype, f"input gradient {what}")
-        close(layer.weight.grad.data * world, theirs.weight.grad, dtype, f"dweight {what}")
-        close(layer.bias.grad.data * world, theirs.bias.grad, dtype, f"dbias {what}")
-        close(layer.running_mean, theirs.running_mean, dtype, f"running_mean {what}")
-        close(layer.running_var, theirs.running_var, dtype, f"running_var {what}")
-        assert int(layer.num_batches_tracked.data) == int(theirs.num_batches_tracked)
-        theirs.zero_grad()
+        key = f"{case['name']}/{step}"
+        what = f"{counts} {case['tail']} {np.dtype(dtype)} momentum={case['momentum']} step {step}"
+        close(y, expected[f"{key}/output"][start:stop], dtype, f"output {what}")
+        close(xr.grad, expected[f"{key}/input_grad"][start:stop], dtype, f"dx {what}")
+        close(layer.weight.grad.data * world, expected[f"{key}/weight_grad"], dtype,
+              f"dweight {what}")
+        close(layer.bias.grad.data * world, expected[f"{key}/bias_grad"], dtype, f"dbias {what}")
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            close(getattr(layer, name), expected[f"{key}/{name}"], dtype, f"{name} {what}")
 
 
-def check_eval_mode_is_local() -> None:
+def check_eval_mode_is_local(expected) -> None:
     """In eval mode SyncBatchNorm uses its running statistics and communicates nothing: with
     the collectives replaced by ones that fail, forward and backward still match torch."""
     rank = dist.get_rank()
-    rng = np.random.default_rng(11 + rank)  # different data on each rank
-    layer = nn.SyncBatchNorm(3, dtype=np.float64)
-    layer.running_mean.data[...] = rng.standard_normal(3)
-    layer.running_var.data[...] = rng.uniform(0.5, 2, 3)
-    layer.weight.data[...] = rng.uniform(0.5, 1.5, 3)
-    theirs = torch.nn.BatchNorm2d(3, dtype=torch.float64).eval()
-    theirs.load_state_dict({k: torch.tensor(v) for k, v in layer.state_dict().items()})
-    layer.eval()
-    x = rng.standard_normal((5, 3, 4, 4))
-    grad = rng.standard_normal(x.shape)
+    running_mean, running_var, weight, x, grad = eval_data(rank)
+    layer = nn.SyncBatchNorm(3, dtype=np.float64).eval()
+    layer.running_mean.data[...], layer.running_var.data[...] = running_mean, running_var
+    layer.weight.data[...] = weight
     saved = dist.all_gather, dist.all_reduce, dist.broadcast, dist.barrier
 
     def no_communication(*args, **kwargs):
@@ -102,11 +121,8 @@ def check_eval_mode_is_local() -> None:
         y.backward(grad)
     finally:
         dist.all_gather, dist.all_reduce, dist.broadcast, dist.barrier = saved
-    tx = torch.tensor(x, requires_grad=True)
-    ty = theirs(tx)
-    ty.backward(torch.tensor(grad))
-    close(y, ty, np.float64, "eval output")
-    close(xr.grad, tx.grad, np.float64, "eval input gradient")
+    close(y, expected[f"eval/{rank}/output"], np.float64, "eval output")
+    close(xr.grad, expected[f"eval/{rank}/input_grad"], np.float64, "eval input gradient")
 
 
 def check_collective_errors() -> None:
@@ -180,17 +196,15 @@ def check_ddp_construction_and_buckets() -> None:
     assert len(DistributedDataParallel(make_cnn("batch", channels=4))._buckets) == 1
 
 
-def _train(model, batches, lr=0.05):
-    optimizer = tn.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    losses = []
+def _train(model, batches) -> list[float]:
+    """SGD with momentum over `batches`; the loss of each step."""
+    optimizer, losses = tn.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), []
     for x, y in batches:
         optimizer.zero_grad()
-        loss = loss_fn(model(tn.Tensor(x)), tn.Tensor(y))
-        loss.backward()
+        losses.append(nn.functional.cross_entropy(model(tn.Tensor(x)), tn.Tensor(y)))
+        losses[-1].backward()
         optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return [loss.item() for loss in losses]
 
 
 def check_ddp_training_equals_one_process(steps=20, per_rank=8) -> None:
@@ -227,21 +241,16 @@ def check_ddp_training_equals_one_process(steps=20, per_rank=8) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9, err_msg=f"rank {rank}: {name}")
 
 
-def equivalence() -> None:
+def equivalence(expected_path: str) -> None:
     world = dist.get_world_size()
+    expected = np.load(expected_path)
     check_collective_errors()
     report("collectives and their errors")
-    for tail in ((3,), (3, 5), (2, 3, 4), (2, 2, 3, 2)):
-        for dtype in (np.float64, np.float32):
-            check_sync_batch_norm([8] * world, tail, dtype)
-    report("SyncBatchNorm 1d/2d/3d float64/float32 equals BatchNorm on the whole batch")
-    if world == 4:
-        check_sync_batch_norm([3, 5, 0, 8], (3, 2, 2), np.float64)
-        check_sync_batch_norm([0, 1, 0, 1], (2,), np.float64)
-        report("SyncBatchNorm with uneven batches and empty ranks")
-    check_sync_batch_norm([4] * world, (3, 2, 2), np.float64, momentum=None, steps=3)
-    report("SyncBatchNorm momentum=None")
-    check_eval_mode_is_local()
+    for case in sync_cases(world):
+        check_sync_batch_norm(case, expected)
+    report("SyncBatchNorm equals BatchNorm on the whole batch: 1d/2d/3d, float64/float32, "
+           "momentum=None" + (", uneven batches and empty ranks" if world == 4 else ""))
+    check_eval_mode_is_local(expected)
     report("SyncBatchNorm eval mode is local")
     check_ddp_construction_and_buckets()
     report("DDP broadcast, buckets and state_dict keys")
@@ -258,5 +267,5 @@ def fail_on_rank_1() -> None:
 
 if __name__ == "__main__":
     dist.init_process_group("mpi")
-    {"equivalence": equivalence, "raise": fail_on_rank_1}[sys.argv[1]]()
+    {"equivalence": equivalence, "raise": fail_on_rank_1}[sys.argv[1]](*sys.argv[2:])
     dist.destroy_process_group()

@@ -1,10 +1,11 @@
 """tinygrad_norm.distributed, nn.SyncBatchNorm and nn.parallel.DistributedDataParallel.
 
 The multi-process checks run under `mpiexec -n 4` and `-n 2` (tests/distributed_worker.py:
-one launch per world size runs all its checks, against PyTorch's BatchNorm and against
-single-process training); the rest runs here, in one process without MPI: behaviour without
-a process group, convert_sync_batchnorm, DistributedSampler, and the errors. mpiexec comes
-from the `distributed` extra (the mpich wheel), next to this Python, as in a fresh venv.
+one launch per world size runs all its checks, against PyTorch's BatchNorm, computed here and
+handed over in a file, and against single-process training); the rest runs here, in one
+process without MPI: behaviour without a process group, convert_sync_batchnorm,
+DistributedSampler, and the errors. mpiexec comes from the `distributed` extra (the mpich
+wheel), next to this Python, as in a fresh venv.
 """
 
 import os
@@ -12,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distributed_worker as worker
 import numpy as np
 import pytest
+import torch
 
 import tinygrad_norm as tn
 from tinygrad_norm import distributed as dist
@@ -21,14 +24,44 @@ from tinygrad_norm import nn
 from tinygrad_norm.experiments.models import make_cnn
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
-EQUIVALENCE_CHECKS = [
-    "collectives and their errors",
-    "SyncBatchNorm 1d/2d/3d float64/float32 equals BatchNorm on the whole batch",
-    "SyncBatchNorm momentum=None",
-    "SyncBatchNorm eval mode is local",
-    "DDP broadcast, buckets and state_dict keys",
-    "DDP training with SyncBatchNorm equals one process",
-]
+TORCH_BATCH_NORM = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d,
+                    5: torch.nn.BatchNorm3d}
+
+
+def torch_expectations(world: int) -> dict:
+    """PyTorch's BatchNorm, in float64 on the whole batch, for every check of the worker:
+    output, gradients and buffers after each step; and the eval-mode results per rank."""
+    expected = {}
+    for case in worker.sync_cases(world):
+        weight, bias, steps = worker.case_data(case)
+        layer = TORCH_BATCH_NORM[len(case["tail"]) + 1](len(weight), momentum=case["momentum"],
+                                                        dtype=torch.float64)
+        with torch.no_grad():
+            layer.weight[:], layer.bias[:] = torch.tensor(weight), torch.tensor(bias)
+        for step, (x, grad) in enumerate(steps):
+            layer.zero_grad()
+            tx = torch.tensor(x.astype(np.float64), requires_grad=True)
+            y = layer(tx)
+            y.backward(torch.tensor(grad.astype(np.float64)))
+            results = dict(output=y, input_grad=tx.grad, weight_grad=layer.weight.grad,
+                           bias_grad=layer.bias.grad, running_mean=layer.running_mean,
+                           running_var=layer.running_var,
+                           num_batches_tracked=layer.num_batches_tracked)
+            for name, value in results.items():
+                expected[f"{case['name']}/{step}/{name}"] = value.detach().numpy().copy()
+    for rank in range(world):
+        running_mean, running_var, weight, x, grad = worker.eval_data(rank)
+        layer = torch.nn.BatchNorm2d(3, dtype=torch.float64).eval()
+        with torch.no_grad():
+            layer.running_mean[:], layer.running_var[:] = (torch.tensor(running_mean),
+                                                           torch.tensor(running_var))
+            layer.weight[:] = torch.tensor(weight)
+        tx = torch.tensor(x, requires_grad=True)
+        y = layer(tx)
+        y.backward(torch.tensor(grad))
+        expected[f"eval/{rank}/output"] = y.detach().numpy()
+        expected[f"eval/{rank}/input_grad"] = tx.grad.numpy()
+    return expected
 
 
 def _mpiexec() -> str:
@@ -38,22 +71,29 @@ def _mpiexec() -> str:
     return str(path)
 
 
-def _launch(ranks: int, suite: str, timeout: float) -> subprocess.CompletedProcess:
+def _launch(ranks: int, suite: str, timeout: float,
+            args: tuple = ()) -> subprocess.CompletedProcess:
     # the ranks are the parallelism: one Numba thread each, and OpenMP threads that sleep
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_WAIT_POLICY="passive")
-    return subprocess.run([_mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), suite],
+    return subprocess.run([_mpiexec(), "-n", str(ranks), sys.executable, str(WORKER), suite,
+                           *args],
                           capture_output=True, text=True, timeout=timeout, env=env,
                           stdin=subprocess.DEVNULL, cwd=WORKER.parent.parent)
 
 
 @pytest.mark.parametrize("ranks", [4, 2])
-def test_sync_batch_norm_and_ddp_across_ranks_equal_one_process(ranks):
-    result = _launch(ranks, "equivalence", timeout=300)
+def test_sync_batch_norm_and_ddp_across_ranks_equal_one_process(ranks, tmp_path):
+    expected = tmp_path / "expected.npz"
+    np.savez(expected, **torch_expectations(ranks))
+    result = _launch(ranks, "equivalence", timeout=300, args=[str(expected)])
     assert result.returncode == 0, result.stdout + result.stderr
-    expected = list(EQUIVALENCE_CHECKS)
-    if ranks == 4:
-        expected.insert(2, "SyncBatchNorm with uneven batches and empty ranks")
-    assert result.stdout.split("\n")[:-1] == [f"ok {name}" for name in expected], result.stdout
+    uneven = ", uneven batches and empty ranks" if ranks == 4 else ""
+    checks = ["collectives and their errors",
+              "SyncBatchNorm equals BatchNorm on the whole batch: 1d/2d/3d, float64/float32, "
+              f"momentum=None{uneven}",
+              "SyncBatchNorm eval mode is local", "DDP broadcast, buckets and state_dict keys",
+              "DDP training with SyncBatchNorm equals one process"]
+    assert result.stdout.split("\n")[:-1] == [f"ok {name}" for name in checks], result.stdout
 
 
 def test_a_rank_that_raises_ends_the_job_with_its_message():
