@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--norm", choices=NORMS, default="sync-batch")
     parser.add_argument("--batch-size", type=int, default=2, help="samples per rank and step")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.05,
+                        help="SGD (momentum 0.9) learning rate; / 10 for the last third of "
+                             "the epochs")
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
@@ -83,6 +85,9 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     with one_blas_thread():
         for epoch in range(args.epochs):
+            if epoch == args.epochs - args.epochs // 3:  # the step schedule of `ics` part (c)
+                for group in optimizer.param_groups:
+                    group["lr"] /= 10
             sampler.set_epoch(epoch)
             total = np.zeros(1)
             for x, y in loader:
