@@ -37,7 +37,9 @@ def _add_example_commands(sub) -> None:
                                            "(examples/train_cnn.py)")
     train_cnn.add_arguments(cnn).set_defaults(run=_example(train_cnn.run))
     ddp = sub.add_parser("train-ddp", help="data-parallel CNN training over MPI: mpiexec -n 4 "
-                                           "tinygrad-norm train-ddp (examples/train_ddp.py)")
+                                           "tinygrad-norm train-ddp (examples/train_ddp.py)",
+                         description=train_ddp.__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     train_ddp.add_arguments(ddp).set_defaults(run=_example(train_ddp.run))
     ics = sub.add_parser("ics", help="the internal covariate shift demonstration, parts a-d "
                                      "(examples/ics.py)",
