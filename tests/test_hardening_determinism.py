@@ -70,6 +70,9 @@ def _large_calls():
     _, inv_rms = cpu.rms_norm_forward(x2, w2, 1e-5)
     _, mg, rg = cpu.group_norm_forward(x3, 2, w3, w3, 1e-5)
     _, mb, rb, _ = cpu.batch_norm_forward_train(x3, w3, w3, 1e-5)
+    ms, vs = cpu.batch_norm_statistics(x3)
+    rs = 1.0 / np.sqrt(vs + 1e-5)
+    sums = cpu.batch_norm_gradient_sums(dy3, x3, ms)
     return {
         "layer_norm_forward": lambda: cpu.layer_norm_forward(x2, w2, w2, 1e-5),
         "layer_norm_backward": lambda: cpu.layer_norm_backward(dy2, x2, m2, r2, w2),
@@ -82,6 +85,11 @@ def _large_calls():
         "batch_norm_backward": lambda: cpu.batch_norm_backward(dy3, x3, mb, rb, w3),
         "batch_norm_backward_eval":
             lambda: cpu.batch_norm_backward_eval(dy3, x3, mb, w3, w3, 1e-5),
+        "batch_norm_statistics": lambda: cpu.batch_norm_statistics(x3),
+        "batch_norm_apply": lambda: cpu.batch_norm_apply(x3, ms, rs, w3, w3),
+        "batch_norm_gradient_sums": lambda: cpu.batch_norm_gradient_sums(dy3, x3, ms),
+        "batch_norm_input_gradient":
+            lambda: cpu.batch_norm_input_gradient(dy3, x3, ms, rs, w3, *sums, 3 * x3.size // 8),
     }
 
 
