@@ -44,6 +44,9 @@ ROLES = {
     "beta": "LocalResponseNorm: the exponent",
     "k": "LocalResponseNorm: the additive constant",
     "scale": "LocalResponseNorm: k + alpha/size·(windowed sum of x^2), the shape of x",
+    "sum_dy": "BatchNorm split: per-channel sum of dy over all the data, float64 (C,)",
+    "sum_dy_xmu": "BatchNorm split: per-channel sum of dy·(x - mean) over all the data",
+    "count": "BatchNorm split: elements per channel over all the data (all processes)",
 }
 
 
@@ -78,6 +81,16 @@ KERNELS = (
     Kernel("batch_norm_backward_eval",
            ("dy", "x", "running_mean", "running_var", "weight", "eps", "param_grads"),
            ("dx", "dweight", "dbias"), "ncs"),
+    # BatchNorm's training passes one by one, for SyncBatchNorm (statistics and sums merged
+    # across processes between them); mean, inv_std and the sums are float64 (C,)
+    Kernel("batch_norm_statistics", ("x",), ("mean", "var"), "ncs", ("reference", "cpu")),
+    Kernel("batch_norm_apply", ("x", "mean", "inv_std", "weight", "bias"), ("y",), "ncs",
+           ("reference", "cpu")),
+    Kernel("batch_norm_gradient_sums", ("dy", "x", "mean"), ("sum_dy", "sum_dy_xmu"), "ncs",
+           ("reference", "cpu")),
+    Kernel("batch_norm_input_gradient", ("dy", "x", "mean", "inv_std", "weight", "sum_dy",
+                                         "sum_dy_xmu", "count"), ("dx",), "ncs",
+           ("reference", "cpu")),
     # AlexNet's cross-channel normalization: no statistics, no parameters; no CUDA kernel yet
     Kernel("local_response_norm_forward", ("x", "size", "alpha", "beta", "k"), ("y", "scale"),
            "ncs", ("reference", "cpu")),

@@ -208,6 +208,62 @@ def batch_norm_backward(
     return _masked(dx, param_grads, dweight, dbias)
 
 
+def batch_norm_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance of x (N, C, S) over N and S (n = N·S);
+    zeros for an empty x (no elements: it merges with other sets as nothing)."""
+    x = _as64(x)
+    channels = x.shape[1]
+    if x.size == 0:
+        return np.zeros(channels), np.zeros(channels)
+    sets = x.transpose(1, 0, 2).reshape(channels, -1)
+    mean = sets.mean(axis=1)
+    return mean, ((sets - mean[:, None]) ** 2).mean(axis=1)
+
+
+def batch_norm_apply(
+    x: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+) -> np.ndarray:
+    """y = (x - mean_c)·inv_std_c·weight_c + bias_c, given per-channel statistics."""
+    x, mean, inv_std = map(_as64, (x, mean, inv_std))
+    channels = x.shape[1]
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    return (xhat * _ones_if_none(_as64(weight), channels)[:, None]
+            + _zeros_if_none(_as64(bias), channels)[:, None])
+
+
+def batch_norm_gradient_sums(
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sum(dy) and sum(dy·(x - mean)) over N and S."""
+    dy, x, mean = map(_as64, (dy, x, mean))
+    return dy.sum(axis=(0, 2)), (dy * (x - mean[:, None])).sum(axis=(0, 2))
+
+
+def batch_norm_input_gradient(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray | None,
+    sum_dy: np.ndarray,
+    sum_dy_xmu: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """dx = weight·r·(dy - sum_dy/count - (x - mean)·r²·sum_dy_xmu/count) per channel, from
+    sums over `count` elements per channel (which may span other inputs than x)."""
+    dy, x, mean, inv_std, sum_dy, sum_dy_xmu = map(
+        _as64, (dy, x, mean, inv_std, sum_dy, sum_dy_xmu))
+    channels = x.shape[1]
+    r = inv_std[:, None]
+    scale = (_ones_if_none(_as64(weight), channels))[:, None] * r
+    return scale * (dy - sum_dy[:, None] / count
+                    - (x - mean[:, None]) * r * r * sum_dy_xmu[:, None] / count)
+
+
 def batch_norm_backward_eval(
     dy: np.ndarray,
     x: np.ndarray,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kernels import cpu
-from kernels.cases import CASES
+from kernels.cases import BY_NAME, CASES
 
 # A short training run in a fresh process: per-step losses as exact hex floats, and a digest
 # of every final parameter and buffer. BatchNorm sees 80·16·8·8 = 81,920 elements per batch
@@ -70,3 +70,22 @@ def test_kernels_are_bitwise_reproducible_call_to_call_on_the_parallel_path(case
     for _ in range(4):
         for i, (a, b) in enumerate(zip(first, sum(case.run(cpu, inputs), ()))):
             assert a.tobytes() == b.tobytes(), f"{case.name} output {i} changed between calls"
+
+
+def test_split_batch_norm_kernels_are_bitwise_reproducible_on_the_parallel_path():
+    """SyncBatchNorm's passes (statistics, apply, gradient sums, input gradient)."""
+    inputs = BY_NAME["BatchNorm"].inputs((16, 8, 1031), np.float32, seed=5,
+                                         values=lambda rng, shape: rng.standard_normal(shape) + 100)
+    x, dy, weight, bias = (inputs[k] for k in ("x", "dy", "weight", "bias"))
+
+    def passes():
+        mean, var = cpu.batch_norm_statistics(x)
+        inv_std = 1.0 / np.sqrt(var + 1e-5)
+        sums = cpu.batch_norm_gradient_sums(dy, x, mean)
+        return (mean, var, cpu.batch_norm_apply(x, mean, inv_std, weight, bias), *sums,
+                cpu.batch_norm_input_gradient(dy, x, mean, inv_std, weight, *sums, 16 * 1031))
+
+    first = passes()
+    for _ in range(4):
+        for i, (a, b) in enumerate(zip(first, passes())):
+            assert a.tobytes() == b.tobytes(), f"split pass output {i} changed between calls"

@@ -26,7 +26,7 @@ import pytest
 from backends import BACKENDS, kernels_for, on_device
 
 from kernels import api
-from kernels.cases import CASES
+from kernels.cases import BY_NAME, CASES
 
 KERNEL_MODULES = {
     "cpu": ("batch_norm", "group_norm", "layer_norm", "local_response_norm", "rms_norm", "stats"),
@@ -47,18 +47,28 @@ BAD_SCALARS = {
     "alpha": ["1e-4", None, True, 1e-4j],
     "beta": ["0.75", None, True],
     "k": ["1", None, True],
+    "count": [0, -1, 1.5, "3", None, True],
 }
 
 
 def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
-    """Arguments that the kernel accepts, as the forward kernels would produce them."""
-    case = CASE_OF[name]
+    """Arguments that the kernel accepts, as the forward kernels would produce them; the
+    BatchNorm split kernels (SyncBatchNorm's passes) take BatchNorm's inputs and the float64
+    statistics and sums of the passes before them."""
+    case = CASE_OF.get(name, BY_NAME["BatchNorm"])
     n, c, s = shape
     inputs = on_device(backend, case.inputs((n, c) if case.layout == "rows" else shape, dtype,
                                             num_groups=GROUPS))
     named = {**inputs, "param_grads": True}
     if name == case.backward:
         named.update(case.run_forward(kernels_for(backend), inputs))
+    if name not in CASE_OF:
+        import kernels.cpu as cpu
+
+        mean, var = cpu.batch_norm_statistics(inputs["x"])
+        sum_dy, sum_dy_xmu = cpu.batch_norm_gradient_sums(inputs["dy"], inputs["x"], mean)
+        named |= dict(mean=mean, inv_std=1.0 / np.sqrt(var + 1e-5), sum_dy=sum_dy,
+                      sum_dy_xmu=sum_dy_xmu, count=n * s)
     return {p: named[p] for p in api.BY_NAME[name].arguments}
 
 

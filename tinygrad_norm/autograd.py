@@ -166,6 +166,8 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
                 node.grad = Tensor._wrap(grad.copy(), device=node.device)
             else:
                 node.grad.data = node.grad.data + grad
+            for hook in list(getattr(node, "_post_accumulate_grad_hooks", {}).values()):
+                hook(node)
             continue
         if ctx.released:
             raise RuntimeError(

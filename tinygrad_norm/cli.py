@@ -1,4 +1,4 @@
-"""The `tinygrad-norm` command: train, train-cnn, ics, gradcheck, bench."""
+"""The `tinygrad-norm` command: train, train-cnn, train-ddp, ics, gradcheck, bench."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _example(run):
 def _add_example_commands(sub) -> None:
     """train, train-cnn and ics; without the examples extra they say what to install."""
     try:
-        from .experiments import ics_demo, train_cnn, train_mlp
+        from .experiments import ics_demo, train_cnn, train_ddp, train_mlp
     except ImportError as err:
         absent = err.name
 
@@ -25,7 +25,7 @@ def _add_example_commands(sub) -> None:
             sys.exit(f"tinygrad-norm {args.command} needs the examples extra ({absent} is "
                      f"not installed): pip install 'tinygrad_norm[examples]'")
 
-        for name in ("train", "train-cnn", "ics"):
+        for name in ("train", "train-cnn", "train-ddp", "ics"):
             command = sub.add_parser(name, help="an example (needs tinygrad_norm[examples])")
             command.add_argument("args", nargs=argparse.REMAINDER)
             command.set_defaults(run=missing)
@@ -36,6 +36,11 @@ def _add_example_commands(sub) -> None:
     cnn = sub.add_parser("train-cnn", help="train a small CNN on the digits images "
                                            "(examples/train_cnn.py)")
     train_cnn.add_arguments(cnn).set_defaults(run=_example(train_cnn.run))
+    ddp = sub.add_parser("train-ddp", help="data-parallel CNN training over MPI: mpiexec -n 4 "
+                                           "tinygrad-norm train-ddp (examples/train_ddp.py)",
+                         description=train_ddp.__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_ddp.add_arguments(ddp).set_defaults(run=_example(train_ddp.run))
     ics = sub.add_parser("ics", help="the internal covariate shift demonstration, parts a-d "
                                      "(examples/ics.py)",
                          description=ics_demo.__doc__,

@@ -34,25 +34,33 @@ class DataLoader:
     """Iterates over a dataset in batches of Tensors, reshuffled every epoch when shuffle=True.
 
     The order comes from its own generator seeded by `seed`, so a run repeats exactly.
+    A `sampler` (e.g. distributed.DistributedSampler) gives the order instead of shuffle.
     """
 
     def __init__(self, dataset: TensorDataset, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0) -> None:
+                 drop_last: bool = False, seed: int = 0, sampler=None) -> None:
         if batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True are mutually exclusive")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.sampler = sampler
         self.generator = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.dataset), self.batch_size)
+        size = len(self.dataset) if self.sampler is None else len(self.sampler)
+        full, rest = divmod(size, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def __iter__(self) -> Iterator[tuple]:
         n = len(self.dataset)
-        order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
+        else:
+            order = self.generator.permutation(n) if self.shuffle else np.arange(n)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield tuple(Tensor(np.ascontiguousarray(a)) for a in self.dataset[index])

@@ -177,6 +177,20 @@ class Tensor:
             gradient = gradient.astype(self.dtype, copy=False)
         run_backward(self, gradient, retain_graph=retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor) runs each time backward has accumulated into this leaf's `.grad`
+        (PyTorch's name; DistributedDataParallel averages gradients across processes this
+        way). Returns a handle whose remove() unregisters it."""
+        if self._ctx is not None:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf "
+                               "tensors (a parameter, or a tensor created with requires_grad)")
+        from .nn.module import RemovableHandle
+
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
     def detach(self) -> "Tensor":
         return Tensor._wrap(self.data, device=self.device)
 

@@ -22,10 +22,14 @@ except (ImportError, AttributeError) as err:  # a Numba whose internals moved: i
                   f"extends ({err}); using Numba's own on-disk cache", RuntimeWarning,
                   stacklevel=2)
 from kernels.cpu.batch_norm import (
+    batch_norm_apply,
     batch_norm_backward,
     batch_norm_backward_eval,
     batch_norm_forward_eval,
     batch_norm_forward_train,
+    batch_norm_gradient_sums,
+    batch_norm_input_gradient,
+    batch_norm_statistics,
 )
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward

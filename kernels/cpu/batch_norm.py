@@ -27,6 +27,11 @@ per-channel arithmetic between the passes runs in `_finish_*`, compiled, because
 a dozen small NumPy calls cost more than the whole kernel at the examples' sizes;
 a missing weight or bias compiles its own variant of them. param_grads=False skips
 eval backward's sums pass (training backward needs the same sums for dx).
+
+Split entry points (SyncBatchNorm, statistics merged across processes between the passes):
+batch_norm_statistics (mean, var), batch_norm_apply, batch_norm_gradient_sums (sum dy,
+sum dy·(x - mean)) and batch_norm_input_gradient (dx from sums over all the data). They reuse
+the loops above, with float64 per-channel statistics.
 """
 
 from __future__ import annotations
@@ -206,6 +211,21 @@ def _run_affine(x, shift, scale, offset, y) -> None:
         _affine(x, shift, scale, offset, y, 0, x.shape[0])
 
 
+def _run_shifted_sums(x) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel shift K_c (x's dtype) and the (2, chunks, C) float64 partial sums of
+    d = x - K_c and d^2; x is not empty."""
+    first = x[0, :, 0]
+    # an infinite first element would turn every d into NaN: the mean must stay ±inf
+    shift = np.where(np.isfinite(first), first, 0).astype(x.dtype)
+    num_chunks = _num_chunks(x)
+    parts = np.zeros((2, num_chunks, x.shape[1]))
+    if num_chunks > 1:
+        _shifted_sums_parallel(x, shift, parts[0], parts[1])
+    else:
+        _shifted_sums(x, shift, parts[0, 0], parts[1, 0], 0, x.shape[0])
+    return shift, parts
+
+
 def _run_gradient_sums(dy, x, centre) -> np.ndarray:
     """(3, chunks, C) float64 partial sums of dy, dy·(x - centre) and x - centre."""
     num_chunks = _num_chunks(x)
@@ -251,15 +271,7 @@ def batch_norm_forward_train(
     if x.size == 0:
         stats = np.full(channels, np.nan, x.dtype)
         return y, stats, stats.copy(), stats.copy()
-    first = x[0, :, 0]
-    # an infinite first element would turn every d into NaN: the mean must stay ±inf
-    shift = np.where(np.isfinite(first), first, 0).astype(x.dtype)
-    num_chunks = _num_chunks(x)
-    parts = np.zeros((2, num_chunks, channels))
-    if num_chunks > 1:
-        _shifted_sums_parallel(x, shift, parts[0], parts[1])
-    else:
-        _shifted_sums(x, shift, parts[0, 0], parts[1, 0], 0, batch)
+    shift, parts = _run_shifted_sums(x)
     mean, inv_std, var, scale, offset = np.empty((5, channels), x.dtype)
     _finish_statistics(parts, shift, batch * spatial, weight, bias, eps, mean, inv_std, var,
                        scale, offset)
@@ -355,3 +367,108 @@ def batch_norm_backward_eval(
     inv_std = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     sum_dy, sum_dy_d, _ = _run_gradient_sums(dy, x, running_mean).sum(axis=1)
     return dx, (sum_dy_d * inv_std).astype(x.dtype), sum_dy.astype(x.dtype)
+
+
+# Split entry points, for a BatchNorm whose statistics are merged across processes
+# (SyncBatchNorm): statistics, apply, gradient sums and input gradient run separately, so
+# the caller can combine the per-channel numbers of several inputs between the passes. The
+# statistics travel in float64; the fused kernels above stay the single-process path.
+
+def _check_float64_vector(name: str, array: np.ndarray, x: np.ndarray) -> None:
+    check.vector(name, array, x.shape[1], np.dtype(np.float64),
+                            "float64, one per channel, x.shape[1]", optional=False)
+
+
+def batch_norm_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance of x (N, C, S) over N and S, the statistics
+    pass of the training forward (shifted float64 sums). The count is n = N·S.
+
+    Returns (mean, var), float64 of shape (C,); an empty x gives zeros, a set with no
+    elements, which merges with others as nothing.
+    """
+    check.array("x", x, 3)
+    channels = x.shape[1]
+    if x.size == 0:
+        return np.zeros(channels), np.zeros(channels)
+    shift, parts = _run_shifted_sums(x)
+    n = x.shape[0] * x.shape[2]
+    sum_d, sum_d2 = parts.sum(axis=1)
+    centre = sum_d / n
+    var = np.maximum(sum_d2 / n - centre * centre, 0.0)
+    return shift + centre, var
+
+
+def batch_norm_apply(
+    x: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+) -> np.ndarray:
+    """y = (x - mean_c)·inv_std_c·weight_c + bias_c for x (N, C, S); mean and inv_std
+    float64 (C,). As in the training forward, x is shifted by mean_c rounded to x's dtype
+    and the rest of the mean goes into the offset, so float32 keeps its precision when
+    |mean| >> std. traffic 2·E·s."""
+    _check_channel_input(x, weight)
+    check.vector("bias", bias, x.shape[1], x.dtype, "one per channel, x.shape[1]")
+    _check_float64_vector("mean", mean, x)
+    _check_float64_vector("inv_std", inv_std, x)
+    y = buffers.empty_like(x)
+    if x.size == 0:
+        return y
+    shift = np.where(np.isfinite(mean), mean, 0).astype(x.dtype)
+    scale = inv_std if weight is None else inv_std * weight
+    offset = -(mean - shift) * scale if bias is None else bias - (mean - shift) * scale
+    _run_affine(x, shift, scale.astype(x.dtype), offset.astype(x.dtype), y)
+    return y
+
+
+def batch_norm_gradient_sums(
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sum(dy) and sum(dy·(x - mean)) over N and S, float64 (C,) each; mean is
+    float64 (C,). The first pass of the training backward; dbias = sum(dy) and
+    dweight = inv_std·sum(dy·(x - mean)). traffic: read dy and x, 2·E·s."""
+    check.array("x", x, 3)
+    check.like("dy", dy, x, "x")
+    _check_float64_vector("mean", mean, x)
+    if x.size == 0:
+        return np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    sum_dy, sum_dy_xmu, _ = _run_gradient_sums(dy, x, mean).sum(axis=1)
+    return sum_dy, sum_dy_xmu
+
+
+def batch_norm_input_gradient(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    weight: np.ndarray | None,
+    sum_dy: np.ndarray,
+    sum_dy_xmu: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """dx = weight_c·r_c·(dy - sum_dy_c/count - (x - mean_c)·r_c²·sum_dy_xmu_c/count), the
+    training backward's input gradient from sums over `count` elements per channel (all the
+    processes' data: the sums and count need not be x's own). mean, inv_std, sum_dy and
+    sum_dy_xmu are float64 (C,). traffic: read dy and x, write dx, 3·E·s."""
+    _check_channel_input(x, weight)
+    check.like("dy", dy, x, "x")
+    for name, array in (("mean", mean), ("inv_std", inv_std), ("sum_dy", sum_dy),
+                        ("sum_dy_xmu", sum_dy_xmu)):
+        _check_float64_vector(name, array, x)
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"count must be a positive int (elements per channel), got {count!r}")
+    dx = buffers.empty_like(x)
+    if x.size == 0:
+        return dx
+    dy_scale = inv_std if weight is None else inv_std * weight
+    x_scale = dy_scale * inv_std * sum_dy_xmu / count
+    offset = dy_scale * sum_dy / count
+    num_chunks = _num_chunks(x)
+    if num_chunks > 1:
+        _input_gradient_parallel(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx,
+                                 num_chunks)
+    else:
+        _input_gradient(dy, x, mean, inv_std, dy_scale, x_scale, offset, dx, 0, x.shape[0])
+    return dx

@@ -1,6 +1,6 @@
 """tinygrad_norm.nn: Module, layers, losses, init and functional, with PyTorch's names."""
 
-from . import functional, init
+from . import functional, init, parallel
 from .activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential
 from .conv import Conv2d
@@ -29,6 +29,7 @@ from .normalization import (
 )
 from .parameter import Parameter, UninitializedBuffer, UninitializedParameter
 from .pooling import AvgPool2d, MaxPool2d
+from .sync_batch_norm import SyncBatchNorm
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "CrossEntropyLoss",
@@ -36,6 +37,6 @@ __all__ = [
     "InstanceNorm3d", "LayerNorm", "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
     "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "Linear",
     "LocalResponseNorm", "LogSoftmax", "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss",
-    "Parameter", "RMSNorm", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh",
-    "UninitializedBuffer", "UninitializedParameter", "functional", "init",
+    "Parameter", "RMSNorm", "ReLU", "Sequential", "Sigmoid", "Softmax", "SyncBatchNorm", "Tanh",
+    "UninitializedBuffer", "UninitializedParameter", "functional", "init", "parallel",
 ]

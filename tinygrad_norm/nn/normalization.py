@@ -98,15 +98,20 @@ def _rank_error(name: str, expected: str, input: Tensor) -> ValueError:
 class _BatchNorm(_NormBase):
     """Per-channel statistics over the batch and all spatial positions."""
 
-    def forward(self, input: Tensor) -> Tensor:
-        # the channel count is checked by F.batch_norm against the buffers and parameters, as
-        # in PyTorch: without either (affine=False, track_running_stats=False) any count works
-        self._check_input_dim(input)
+    def _update_factor(self) -> float:
+        """The running statistics' update factor for this call; counts a training batch."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.data)
+        return factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        # the channel count is checked by F.batch_norm against the buffers and parameters, as
+        # in PyTorch: without either (affine=False, track_running_stats=False) any count works
+        self._check_input_dim(input)
+        factor = self._update_factor()
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         return F.batch_norm(input, self.running_mean if track else None,
