@@ -2,7 +2,7 @@
 behaviour: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, their Lazy variants, LayerNorm, GroupNorm,
 RMSNorm, LocalResponseNorm.
 
-The math runs in kernels (see tinygrad_norm.norm_ops); these classes own the parameters and the
+The math runs in kernels (see tinygrad_norm.nn.norm_ops); these classes own the parameters and the
 running statistics and decide which statistics a call uses.
 """
 

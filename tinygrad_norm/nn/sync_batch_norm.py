@@ -18,10 +18,10 @@ import numpy as np
 
 from .. import distributed
 from ..autograd import Function
-from ..norm_ops import _as_ncs, _contiguous, _flat, _param_grad
 from ..tensor import Tensor
 from . import functional_norm as F
 from .module import Module
+from .norm_ops import _as_ncs, _contiguous, _flat, _param_grad
 from .normalization import _BatchNorm, _rank_error
 
 
