@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import ops
+from . import dtypes, ops
 from .autograd import is_grad_enabled, run_backward
 from .device import array_module, as_array, is_device_array, to_device, to_host
 from .device import normalize_device as _normalize_device
@@ -261,61 +261,78 @@ class Tensor:
     # ------------------------------------------------------------------ arithmetic
 
     def _operand(self, other) -> "Tensor":
+        """`other` as a Tensor on self's device: arrays and lists keep their dtype, Python and
+        NumPy scalars become 0-d arrays of their category's default dtype (see dtypes)."""
         if isinstance(other, Tensor):
-            if self.dtype.kind == "f" and other.dtype.kind in "iub":
-                # float32 op int64 stays float32, as in PyTorch (NumPy would give float64)
-                return Tensor._wrap(other.data.astype(self.dtype), device=other.device)
             return other
-        array = as_array(other)
-        if array.dtype.kind == "f" or (array.ndim == 0 and self.dtype.kind == "f"):
-            array = array.astype(self.dtype)  # Python scalars keep our dtype, as in PyTorch
+        if isinstance(other, (np.ndarray, list, tuple)) or is_device_array(other):
+            array = as_array(other) if isinstance(other, np.ndarray) or is_device_array(
+                other) else Tensor(other).data
+        else:
+            return _Scalar(other, self.device)
         if self.device != "cpu" and not is_device_array(array):
-            if array.ndim:
-                raise RuntimeError(
-                    f"expected a tensor on {self.device} or a Python number, got a host array "
-                    f"of shape {array.shape}: move it with Tensor(array, device='cuda') first"
-                )
-            array = array[()]  # a NumPy scalar: CuPy broadcasts it without a host array
+            raise RuntimeError(
+                f"expected a tensor on {self.device} or a Python number, got a host array "
+                f"of shape {array.shape}: move it with Tensor(array, device='cuda') first"
+            )
         return Tensor._wrap(array, device=self.device)
 
+    def _promoted(self, other, reflected: bool = False, true_divide: bool = False) -> tuple:
+        """(left, right) operands cast to their common dtype by PyTorch's promotion rules;
+        a true division of integers or bools is done in the default float dtype."""
+        other = self._operand(other)
+        pair = (other, self) if reflected else (self, other)
+        dtype = dtypes.result_type(*(p.value if isinstance(p, _Scalar) else p.data
+                                     for p in pair))
+        if true_divide and dtype.kind != "f":
+            dtype = dtypes.DEFAULT_FLOAT
+        return tuple(p.as_tensor(dtype) if isinstance(p, _Scalar) else _cast(p, dtype)
+                     for p in pair)
+
     def __add__(self, other):
-        return ops.Add.apply(self, self._operand(other))
+        return ops.Add.apply(*self._promoted(other))
 
     def __radd__(self, other):
-        return ops.Add.apply(self._operand(other), self)
+        return ops.Add.apply(*self._promoted(other, reflected=True))
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, self._operand(other))
+        _no_bool_subtraction((self, self._operand(other)))
+        return ops.Sub.apply(*self._promoted(other))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(self._operand(other), self)
+        _no_bool_subtraction((self, self._operand(other)))
+        return ops.Sub.apply(*self._promoted(other, reflected=True))
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, self._operand(other))
+        return ops.Mul.apply(*self._promoted(other))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(self._operand(other), self)
+        return ops.Mul.apply(*self._promoted(other, reflected=True))
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, self._operand(other))
+        return ops.Div.apply(*self._promoted(other, true_divide=True))
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(self._operand(other), self)
+        return ops.Div.apply(*self._promoted(other, reflected=True, true_divide=True))
 
     def __pow__(self, other):
-        return ops.Pow.apply(self, other if isinstance(other, Tensor) else other)
+        return ops.Pow.apply(*self._promoted(other))
 
     def __rpow__(self, other):
-        return ops.Pow.apply(self._operand(other), self)
+        return ops.Pow.apply(*self._promoted(other, reflected=True))
 
     def __neg__(self):
+        if self.dtype == np.bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                               "If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
         return ops.Neg.apply(self)
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, self._operand(other))
+        return ops.MatMul.apply(*self._promoted(other))
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(self._operand(other), self)
+        return ops.MatMul.apply(*self._promoted(other, reflected=True))
 
     def matmul(self, other) -> "Tensor":
         return self @ other
@@ -339,7 +356,7 @@ class Tensor:
         return -self
 
     def maximum(self, other) -> "Tensor":
-        return ops.Maximum.apply(self, self._operand(other))
+        return ops.Maximum.apply(*self._promoted(other))
 
     # comparisons: plain bool tensors, never part of the graph
     def _compare(self, other, op) -> "Tensor":
@@ -538,6 +555,36 @@ class Tensor:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _Scalar:
+    """A Python or NumPy scalar operand: promotes as a scalar, then becomes a 0-d Tensor."""
+
+    def __init__(self, value, device: str) -> None:
+        self.value, self.device = value, device
+        self.dtype = dtypes.scalar_dtype(value)
+
+    def as_tensor(self, dtype: np.dtype) -> Tensor:
+        array = dtypes.scalar_array(self.value, dtype)
+        # a NumPy scalar, not a host array: CuPy broadcasts it without a transfer
+        return Tensor._wrap(array if self.device == "cpu" else array[()], device=self.device)
+
+
+def _cast(t: Tensor, dtype: np.dtype) -> Tensor:
+    """t in `dtype`: differentiable, so a promoted operand's gradient keeps t's dtype."""
+    return t if t.dtype == dtype else ops.Cast.apply(t, dtype=dtype)
+
+
+def _no_bool_subtraction(pair: tuple) -> tuple:
+    """PyTorch refuses `-` with a bool operand (its dtype before promotion)."""
+    if all(p.dtype == np.bool_ for p in pair):
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
+                           "supported. Use the `^` or `logical_xor()` operator instead.")
+    if any(p.dtype == np.bool_ for p in pair):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` "
+                           "operator instead.")
+    return pair
 
 
 def _check_same_device(a: Tensor, b: Tensor, what: str) -> None:
