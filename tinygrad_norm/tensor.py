@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import dtypes, ops
-from .autograd import is_grad_enabled, run_backward
+from .autograd import Version, is_grad_enabled, run_backward
 from .device import array_module, as_array, is_device_array, to_device, to_host
 from .device import normalize_device as _normalize_device
 from .random import generator
@@ -41,12 +41,13 @@ class Tensor:
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False) -> None:
-        source = "cpu"
-        if isinstance(data, Tensor):
-            source, data = data.device, data.data
+        source, version = "cpu", Version()
+        if isinstance(data, Tensor):  # wraps the same memory: shares its version counter
+            source, data, version = data.device, data.data, data._version_counter
         elif is_device_array(data):
             source = "cuda"
         target = source if device is None else _normalize_device(device)
+        self._version_counter = version
         if source != "cpu" or target != "cpu":
             self._init_on_device(data, dtype, source, target, requires_grad)
             return
@@ -78,6 +79,8 @@ class Tensor:
         array = data if source == target else to_device(data, target)
         if dtype is not None and np.dtype(dtype) != array.dtype:
             array = array.astype(dtype)
+        if array is not data:
+            self._version_counter = Version()
         self.data = array
         self.device = target
         self.grad = None
@@ -94,6 +97,7 @@ class Tensor:
         t.grad = None
         t._ctx = None
         t._requires_grad = False
+        t._version_counter = Version()
         return t
 
     # ------------------------------------------------------------------ attributes
@@ -129,6 +133,12 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self._ctx is None
+
+    @property
+    def _version(self) -> int:
+        """In-place changes so far to this tensor's memory (shared with its views), as in
+        PyTorch; backward compares it with the version each saved tensor had."""
+        return self._version_counter.value
 
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
@@ -178,7 +188,10 @@ class Tensor:
         run_backward(self, gradient, retain_graph=retain_graph)
 
     def detach(self) -> "Tensor":
-        return Tensor._wrap(self.data, device=self.device)
+        """The same memory outside the graph; in-place changes to it count against self."""
+        out = Tensor._wrap(self.data, device=self.device)
+        out._version_counter = self._version_counter
+        return out
 
     def numpy(self) -> np.ndarray:
         if self.device != "cpu":
@@ -201,6 +214,35 @@ class Tensor:
                 f"a Tensor with {self.data.size} elements cannot be converted to a Python scalar"
             )
         return self.data.reshape(()).item()
+
+    def _one_element(self) -> object:
+        if self.data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            what = "no values" if self.data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self._one_element())
+
+    def __int__(self) -> int:
+        return int(self._one_element())
+
+    def __index__(self) -> int:
+        if self.data.size != 1 or self.dtype.kind not in "iub":
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __format__(self, format_spec: str) -> str:
+        """A 0-d tensor formats as its value (f"{loss:.3f}"); others as object does."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return object.__format__(self, format_spec)
 
     def __array__(self, dtype=None, copy=None):
         if self.device != "cpu":
@@ -533,25 +575,40 @@ class Tensor:
         return ops.GetItem.apply(self, index=_index_arrays(index))
 
     def __setitem__(self, index, value) -> None:
-        if self.requires_grad and is_grad_enabled():
-            raise RuntimeError(
-                "in-place assignment to a tensor that requires grad; wrap it in no_grad()"
-            )
+        self._check_inplace()
         self.data[_index_arrays(index)] = value.data if isinstance(value, Tensor) else value
+        self._version_counter.value += 1
 
     # ------------------------------------------------------------------ in-place (no graph)
 
-    def zero_(self) -> "Tensor":
-        self.data[...] = 0
+    def _check_inplace(self) -> None:
+        """In-place ops are not differentiable here: with grad enabled they are refused on
+        any tensor that requires grad (PyTorch refuses them on leaves, and records them on
+        other tensors, which ours cannot)."""
+        if not (self.requires_grad and is_grad_enabled()):
+            return
+        if self.is_leaf:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation. Wrap it in tn.no_grad() (as initialisation and "
+                               "optimizers do)")
+        raise RuntimeError("in-place operation on a tensor that is part of the autograd graph: "
+                           "tinygrad_norm cannot differentiate in-place ops; use the "
+                           "out-of-place form (t * 0, t.clone()) or detach() first")
+
+    def _inplace(self, value) -> "Tensor":
+        self._check_inplace()
+        self.data[...] = value.data if isinstance(value, Tensor) else value
+        self._version_counter.value += 1
         return self
+
+    def zero_(self) -> "Tensor":
+        return self._inplace(0)
 
     def fill_(self, value) -> "Tensor":
-        self.data[...] = value
-        return self
+        return self._inplace(value)
 
     def copy_(self, other) -> "Tensor":
-        self.data[...] = other.data if isinstance(other, Tensor) else other
-        return self
+        return self._inplace(other)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -643,6 +700,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     """A new tensor that owns a copy of `data` (like torch.tensor)."""
     result = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
     result.data = result.data.copy()
+    result._version_counter = Version()
     return result
 
 
