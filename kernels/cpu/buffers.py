@@ -69,17 +69,19 @@ def empty_like(x: np.ndarray) -> np.ndarray:
     key = (x.shape, x.dtype.str)
     with _lock:
         buffers = _pool.setdefault(key, [])
-        changed = None
-        for index, buffer in enumerate(buffers):
+        changed = -1
+        # a plain loop, as in _references_when_free (enumerate's tuple would hold a reference)
+        for buffer in buffers:
+            changed += 1
             if sys.getrefcount(buffer) != _FREE or weakref.getweakrefcount(buffer):
                 continue
             if _is_as_allocated(buffer, x):
                 return buffer
-            changed = index  # dropped below: the list must not change while it is looped over
-            break
-        if changed is not None:
+            del buffer
+            # dropped from the pool: the list must not change while it is looped over
             del buffers[changed]
             _pool_bytes -= x.nbytes
+            break
         buffer = np.empty(x.shape, x.dtype)
         if _pool_bytes + buffer.nbytes <= MAX_POOL_BYTES:
             buffers.append(buffer)

@@ -44,16 +44,17 @@ def _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, s
     for i in range(start, stop):
         row, out = x[i], y[i]
         shift, centre, r = shifted_moments(row, eps)
-        centre_t = x.dtype.type(centre)
-        r_t = x.dtype.type(r)
+        shift64 = np.float64(shift)
         first_channel = (i % num_groups) * per_group
         for k in range(per_group):
-            scale = r_t * weight[first_channel + k]
+            scale = weight[first_channel + k]
             offset = bias[first_channel + k]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_y = row[plane], out[plane]
             for s in range(spatial):  # from 0: lets LLVM drop negative-index checks
-                plane_y[s] = ((plane_x[s] - shift) - centre_t) * scale + offset
+                # widened before subtracting: see kernels/cpu/stats.py
+                xhat = x.dtype.type(((np.float64(plane_x[s]) - shift64) - centre) * r)
+                plane_y[s] = xhat * scale + offset
         mean[i] = shift + centre
         inv_std[i] = r
 
@@ -94,8 +95,8 @@ def _backward_sets(
         # dx = r·g - b - xhat·c with the per-set constants folded once
         b = x.dtype.type(r * sum_g / n)
         c = x.dtype.type(r * sum_g_xhat / n)
-        correction_t = x.dtype.type(correction)
         r_t = x.dtype.type(r)
+        mu64 = np.float64(mu)
         for k in range(per_group):
             channel = first_channel + k
             dweight_part[channel] += r * (channel_sum_dy_d[k] - correction * channel_sum_dy[k])
@@ -103,8 +104,8 @@ def _backward_sets(
             scale = r_t * weight[channel]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_dy, plane_dx = x_row[plane], dy_row[plane], dx_row[plane]
-            for s in range(spatial):
-                xhat = ((plane_x[s] - mu) - correction_t) * r_t
+            for s in range(spatial):  # widened before subtracting: see kernels/cpu/stats.py
+                xhat = x.dtype.type(((np.float64(plane_x[s]) - mu64) - correction) * r)
                 plane_dx[s] = scale * plane_dy[s] - b - xhat * c
 
 
@@ -206,7 +207,9 @@ def group_norm_backward(
     if x.size == 0:
         return dx, dweight, dbias
     weight = np.ones(channels, x.dtype) if weight is None else weight
-    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    # one partial row per chunk of rows, never more chunks than rows (2 GiB of partials for
+    # 2 rows of 4M columns at 64 threads otherwise)
+    num_chunks = min(numba.get_num_threads(), x.shape[0]) if use_parallel(x.size) else 1
     dweight_part = np.zeros((num_chunks, channels))
     dbias_part = np.zeros((num_chunks, channels))
     sets = batch * num_groups

@@ -37,11 +37,11 @@ def _forward_rows(x, weight, bias, eps, y, mean, inv_std, start, stop):
     for i in range(start, stop):
         row = x[i]
         shift, centre, r = shifted_moments(row, eps)
-        centre_t = x.dtype.type(centre)
-        r_t = x.dtype.type(r)
+        shift64 = np.float64(shift)
         out = y[i]
-        for j in range(row.size):
-            out[j] = ((row[j] - shift) - centre_t) * r_t * weight[j] + bias[j]
+        for j in range(row.size):  # widened before subtracting: see kernels/cpu/stats.py
+            xhat = x.dtype.type(((np.float64(row[j]) - shift64) - centre) * r)
+            out[j] = xhat * weight[j] + bias[j]
         mean[i] = shift + centre
         inv_std[i] = r
 
@@ -67,10 +67,9 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, s
         a = x.dtype.type(r)
         b = x.dtype.type(r * sum_g / cols)
         c = x.dtype.type(r * sum_g_xhat / cols)
-        correction_t = x.dtype.type(correction)
-        r_t = x.dtype.type(r)
-        for j in range(cols):
-            xhat = ((x_row[j] - mu) - correction_t) * r_t
+        mu64 = np.float64(mu)
+        for j in range(cols):  # widened before subtracting: see kernels/cpu/stats.py
+            xhat = x.dtype.type(((np.float64(x_row[j]) - mu64) - correction) * r)
             dx_row[j] = a * (dy_row[j] * weight[j]) - b - xhat * c
             dweight_part[j] += dy_row[j] * xhat
             dbias_part[j] += dy_row[j]
@@ -136,7 +135,9 @@ def layer_norm_backward(
     if rows == 0 or cols == 0:
         return dx, dweight, dbias
     weight = np.ones(cols, x.dtype) if weight is None else weight
-    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    # one partial row per chunk of rows, never more chunks than rows (2 GiB of partials for
+    # 2 rows of 4M columns at 64 threads otherwise)
+    num_chunks = min(numba.get_num_threads(), x.shape[0]) if use_parallel(x.size) else 1
     dweight_part = np.zeros((num_chunks, cols))
     dbias_part = np.zeros((num_chunks, cols))
     if num_chunks > 1:

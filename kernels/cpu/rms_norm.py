@@ -114,7 +114,9 @@ def rms_norm_backward(
     if rows == 0 or cols == 0:
         return dx, dweight
     weight = np.ones(cols, x.dtype) if weight is None else weight
-    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    # one partial row per chunk of rows, never more chunks than rows (2 GiB of partials for
+    # 2 rows of 4M columns at 64 threads otherwise)
+    num_chunks = min(numba.get_num_threads(), x.shape[0]) if use_parallel(x.size) else 1
     dweight_part = np.zeros((num_chunks, cols))
     if num_chunks > 1:
         _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part)
