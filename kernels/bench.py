@@ -325,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup", action="store_true")
     parser.add_argument("--accuracy", action="store_true")
     args, rest = parser.parse_known_args(argv)
+    if args.repeat < 1:  # a median of no calls
+        parser.error(f"argument --repeat: must be an integer >= 1, got {args.repeat}")
     if args.device == "cuda":
         from kernels import cuda_bench
 

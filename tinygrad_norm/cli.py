@@ -9,7 +9,13 @@ import sys
 def _example(run):
     """The CLI handler of an example: its `run(args)` returns the results; the exit code is 0."""
     def handler(args) -> int:
-        run(args)
+        from .experiments.arguments import UsageError
+
+        try:
+            run(args)
+        except UsageError as err:  # a request that parsed but cannot be done: no traceback
+            print(f"tinygrad-norm {args.command}: error: {err}", file=sys.stderr)
+            return 2
         return 0
     return handler
 
@@ -84,8 +90,10 @@ def _bench(args) -> int:
     from .layer_bench import main as layer_bench_main
 
     rows = layer_bench_main()
-    if "--json" in args.bench_args:
-        path = args.bench_args[args.bench_args.index("--json") + 1]
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--json")  # parsed as kernels.bench parses it: --json P and --json=P
+    path = options.parse_known_args(args.bench_args)[0].json
+    if path is not None:
         with open(path) as f:
             report = json.load(f)
         report["layers"] = rows

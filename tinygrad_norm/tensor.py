@@ -26,6 +26,10 @@ def _shape_arg(shape: tuple) -> tuple:
     """Accept both f(2, 3) and f((2, 3)), as PyTorch does."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for s in shape:
+        if not isinstance(s, (int, np.integer)):  # int() would truncate 2.5 silently
+            raise TypeError(f"size must be a tuple of ints, but got an element of type "
+                            f"{type(s).__name__} ({s!r})")
     return tuple(int(s) for s in shape)
 
 
