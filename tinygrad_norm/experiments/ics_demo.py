@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("parts", nargs="*", type=part_letter, metavar="PART",
                         help="which parts to run: a b c d (default: --all)")
     parser.add_argument("--all", action="store_true", help="run parts a, b, c and d")
-    parser.add_argument("--out", type=output_folder, default="runs/ics", help="output folder (default runs/ics)")
+    parser.add_argument("--out", type=output_folder, default="runs/ics",
+                        help="output folder (default runs/ics)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     scale = parser.add_argument_group("part a (scale)")
