@@ -362,10 +362,21 @@ class Tensor:
         return ops.Div.apply(*self._promoted(other, reflected=True, true_divide=True))
 
     def __pow__(self, other):
-        return ops.Pow.apply(*self._promoted(other))
+        if (self.dtype.kind in "iu" and isinstance(other, (int, np.integer))
+                and not isinstance(other, bool) and other < 0):
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        base, exponent = self._promoted(other)
+        if isinstance(other, _SCALAR_TYPES) and not _fits(other, base.dtype):
+            # pow checks its scalar exponent where + and * wrap, as in PyTorch
+            raise RuntimeError(f"value cannot be converted to type {base.dtype} without "
+                               "overflow")
+        return ops.Pow.apply(base, exponent)
 
     def __rpow__(self, other):
-        return ops.Pow.apply(*self._promoted(other, reflected=True))
+        base, exponent = self._promoted(other, reflected=True)
+        if base.dtype == np.bool_:  # PyTorch's pow(Scalar, Tensor) has no bool kernel
+            raise RuntimeError('"pow" not implemented for \'Bool\'')
+        return ops.Pow.apply(base, exponent)
 
     def __neg__(self):
         if self.dtype == np.bool_:
@@ -616,6 +627,17 @@ class Tensor:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+_SCALAR_TYPES = (int, float, np.integer, np.floating)
+
+
+def _fits(value, dtype: np.dtype) -> bool:
+    """Whether a scalar is within dtype's range (infinities fit a float dtype)."""
+    if dtype.kind == "b":
+        return True
+    info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    return bool(info.min <= value <= info.max) or (dtype.kind == "f" and not np.isfinite(value))
 
 
 class _Scalar:
