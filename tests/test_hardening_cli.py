@@ -37,6 +37,11 @@ def _refused(argv: list[str], capsys) -> str:
     (["ics", "d", "--shift-every", "0"], "--shift-every: must be an integer >= 1"),
     (["ics", "a", "--stack-depth", "0"], "--stack-depth: must be an integer >= 1"),
     (["ics", "c", "--batch-sizes", "4", "0"], "--batch-sizes: must be an integer >= 1"),
+    (["train", "--depth", "-1"], "--depth: must be an integer >= 0, got -1"),
+    (["train", "--seed", "-1"], "--seed: must be an integer from 0 to 2**32 - 1, got -1"),
+    (["train-cnn", "--seed", str(2**32)], "--seed: must be an integer from 0 to 2**32 - 1"),
+    (["ics", "--seed", "-5"], "--seed: must be an integer from 0 to 2**32 - 1"),
+    (["gradcheck", "--seed", "-1"], "--seed: must be an integer from 0 to 2**32 - 1"),
     (["bench", "--repeat", "0"], "--repeat: must be an integer >= 1, got 0"),
     (["bench", "--repeat", "-3"], "--repeat: must be an integer >= 1, got -3"),
 ])

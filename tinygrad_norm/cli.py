@@ -103,6 +103,8 @@ def _bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiments.arguments import seed
+
     parser = argparse.ArgumentParser(
         prog="tinygrad-norm",
         description="Normalization layers on hand-written Numba kernels: train, check, measure.")
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_example_commands(sub)
 
     check = sub.add_parser("gradcheck", help="gradcheck every normalization layer (float64)")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=seed, default=0)
     check.set_defaults(run=_gradcheck)
 
     bench = sub.add_parser("bench", help="benchmark the kernels against PyTorch "

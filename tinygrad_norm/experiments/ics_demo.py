@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .arguments import output_folder, positive_int
+from .arguments import output_folder, positive_int, seed
 
 PARTS = {"a": "scale", "b": "sigmoid", "c": "batch_size", "d": "shift"}
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--all", action="store_true", help="run parts a, b, c and d")
     parser.add_argument("--out", type=output_folder, default="runs/ics",
                         help="output folder (default runs/ics)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     scale = parser.add_argument_group("part a (scale)")
     scale.add_argument("--stack-depth", type=positive_int, default=50)

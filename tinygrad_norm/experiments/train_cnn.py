@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import output_folder, positive_float, positive_int
+from .arguments import output_folder, positive_float, positive_int, seed
 from .models import CNN_NORMS, INITS, initialize, make_cnn
 
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=positive_float, default=0.02)
     parser.add_argument("--channels", type=positive_int, default=16,
                         help="channels of the first conv block (then 2x and 4x)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", type=output_folder, default=None,
                         help="output folder (default runs/cnn-NORM-bBATCH)")
     parser.add_argument("--resume", action="store_true",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import output_folder, positive_float, positive_int
+from .arguments import non_negative_int, output_folder, positive_float, positive_int, seed
 from .models import INITS, MLP_NORMS, initialize, make_mlp
 
 
@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--lr", type=positive_float, default=0.05)
     parser.add_argument("--width", type=positive_int, default=100)
-    parser.add_argument("--depth", type=int, default=3, help="number of hidden layers")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--depth", type=non_negative_int, default=3, help="number of hidden layers")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", type=output_folder, default=None,
                         help="output folder (default runs/mlp-NORM-INIT)")
     parser.add_argument("--resume", action="store_true",
