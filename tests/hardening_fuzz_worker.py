@@ -488,10 +488,148 @@ def run_kernel(case: dict) -> None:
         assert_close(f"result {i}", a, b, dtype)
 
 
+# ---------------------------------------------------------------------------- round two
+# metadata changes to results between calls, Python scalars in arithmetic, in-place changes
+# before backward, and fork after a parallel kernel
+
+TAMPERS = {
+    "shape": lambda y: setattr(y, "shape", (y.size,)),
+    "dtype": lambda y: setattr(y, "dtype", np.int32 if y.dtype == np.float32 else np.int64),
+    "strides": lambda y: setattr(y, "strides", (0,) * y.ndim),
+    "read_only": lambda y: setattr(y.flags, "writeable", False),
+    "weakref": lambda y: _WEAK.append(__import__("weakref").ref(y)),
+}
+_WEAK: list = []
+
+
+def run_metadata(case: dict) -> None:
+    """A kernel result changed by the caller, then dropped: the next call is unaffected."""
+    rng = np.random.default_rng(case["seed"])
+    args = _kernel_arguments(case | {"corruption": "none"}, rng)
+    kernel = getattr(cpu, case["kind"])
+    first = kernel(*args)
+    first = first if isinstance(first, tuple) else (first,)
+    expected = [np.array(a, copy=True) for a in first]
+    TAMPERS[case["tamper"]](first[case["output"] % len(first)])
+    del first
+    again = kernel(*args)
+    again = again if isinstance(again, tuple) else (again,)
+    for i, (a, b) in enumerate(zip(again, expected)):
+        if a.shape != b.shape or a.dtype != b.dtype or not a.flags.writeable:
+            raise Mismatch(f"result {i}: {a.shape} {a.dtype} writeable={a.flags.writeable}, "
+                           f"expected {b.shape} {b.dtype}")
+        if not np.array_equal(a, b, equal_nan=True):
+            raise Mismatch(f"result {i} changed after tampering with an earlier result")
+
+
+def _scalar(kind: str, value: float):
+    return {"bool": bool(value > 0), "int": int(value * 3), "float": float(value),
+            "np.float64": np.float64(value), "np.float32": np.float32(value),
+            "np.int64": np.int64(value * 3), "np.int32": np.int32(value * 3),
+            "np.bool_": np.bool_(value > 0)}[kind]
+
+
+def run_scalar(case: dict) -> None:
+    """tensor op scalar (either side) has PyTorch's dtype and values, or both refuse."""
+    import operator
+
+    rng = np.random.default_rng(case["seed"])
+    values = _cast(rng.standard_normal(case["shape"]) * 2, case["dtype"])
+    scalar = _scalar(case["scalar"], case["value"])
+    op = getattr(operator, case["op"])
+    pair = (lambda t: (scalar, t)) if case["reflected"] else (lambda t: (t, scalar))
+    try:
+        with np.errstate(all="ignore"):
+            theirs = op(*pair(torch.from_numpy(np.array(values))))
+    except RuntimeError:
+        theirs = None
+    try:
+        with np.errstate(all="ignore"):
+            ours = op(*pair(tn.Tensor(values)))
+    except CLEAR_ERRORS:
+        if theirs is None:
+            raise
+        raise Mismatch("ours refused, PyTorch computed") from None
+    if theirs is None:
+        raise Mismatch("PyTorch refused, ours computed")
+    if str(ours.dtype) != str(theirs.dtype).replace("torch.", ""):
+        raise Mismatch(f"dtype {ours.dtype}, PyTorch {theirs.dtype}")
+    a, b = ours.numpy().astype(np.float64), theirs.numpy().astype(np.float64)
+    finite = np.isfinite(b)
+    if not (np.array_equal(np.isfinite(a), finite) and np.allclose(a[finite], b[finite],
+                                                                    rtol=2e-3, atol=1e-6)):
+        raise Mismatch(f"values {a.ravel()[:5]} != PyTorch {b.ravel()[:5]}")
+
+
+INPLACE_GRAPHS = {
+    "mul": lambda m, x, w: (x * w).sum(),
+    "exp": lambda m, x, w: (x.exp() * w).sum(),
+    "add": lambda m, x, w: (x + w).sum(),
+    "layer_norm": lambda m, x, w: (m.layer_norm(x, (x.shape[-1],), w) * 1.0).sum(),
+    "relu": lambda m, x, w: (x.relu() * w).sum(),
+}
+
+
+def run_inplace(case: dict) -> None:
+    """An in-place change between forward and backward: ours raises PyTorch's message when
+    the gradient would use the changed values, and otherwise gives the unchanged gradient."""
+    rng = np.random.default_rng(case["seed"])
+    x0 = rng.standard_normal((3, 4))
+    w0 = rng.uniform(0.5, 1.5, 4)
+    graph = INPLACE_GRAPHS[case["graph"]]
+    x = tn.Tensor(x0.copy(), dtype=np.float64, requires_grad=True)
+    w = tn.Tensor(w0.copy(), dtype=np.float64, requires_grad=True)
+    out = graph(F, x, w)
+    target = {"x": x, "w": w}[case["target"]].detach()
+    with tn.no_grad():
+        if case["change"] == "zero_":
+            target.zero_()
+        elif case["change"] == "fill_":
+            target.fill_(2.0)
+        elif case["change"] == "copy_":
+            target.copy_(tn.Tensor(np.ones(target.shape)))
+        else:
+            target[0] = 5.0
+    try:
+        out.backward()
+    except RuntimeError as err:
+        if "modified by an inplace operation" not in str(err):
+            raise
+        raise RuntimeError(str(err)) from None  # a clear error: the values changed
+    tx = torch.tensor(x0, requires_grad=True)
+    tw = torch.tensor(w0, requires_grad=True)
+    graph(torch.nn.functional, tx, tw).backward()
+    for name, ours, theirs in (("x", x, tx), ("w", w, tw)):
+        if not np.allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-6, atol=1e-9):
+            raise Mismatch(f"{name}.grad ignores the in-place change without raising")
+
+
+def _fork_child(case: dict) -> list:
+    rng = np.random.default_rng(case["seed"])
+    args = _kernel_arguments(case | {"corruption": "none"}, rng)
+    result = getattr(cpu, case["kind"])(*args)
+    return [np.array(a) for a in (result if isinstance(result, tuple) else (result,))]
+
+
+def run_fork(case: dict) -> None:
+    """After this process ran a parallel kernel, a forked child computes the same results."""
+    import multiprocessing
+
+    cpu.layer_norm_forward(np.ones((64, 2048), np.float32), None, None, 1e-5)  # parallel
+    expected = _fork_child(case)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        ours = pool.apply_async(_fork_child, (case,)).get(timeout=60)
+    for i, (a, b) in enumerate(zip(ours, expected)):
+        if not np.array_equal(a, b, equal_nan=True):
+            raise Mismatch(f"result {i} differs in the forked child")
+
+
 # ---------------------------------------------------------------------------- protocol
 
 def run_case(case: dict) -> dict:
     runner = {"module": run_module, "functional": run_functional, "kernel": run_kernel,
+              "metadata": run_metadata, "scalar": run_scalar, "inplace": run_inplace,
+              "fork": run_fork,
               "segfault": lambda case: ctypes.string_at(0)}  # checks the parent's harness
     try:
         runner[case["family"]](case)

@@ -10,6 +10,16 @@ contents. Hypothesis draws in this process; a worker subprocess (hardening_fuzz_
 them in batches, so a segfault fails the draw that caused it instead of killing pytest, and one
 Python start (~2 s with numba and torch) serves hundreds of draws.
 
+Round two adds four classes: a kernel result whose shape, dtype, strides, flags or weak
+references the caller changed before the next call (the output-buffer pool); Tensor arithmetic
+with Python and NumPy scalars of every type, either side, against PyTorch's dtype and values;
+in-place changes between forward and backward (PyTorch's "modified by an inplace operation"
+error, or the right gradient); and kernels run in a child forked after a parallel kernel.
+CI draws, 2026-12-01: metadata 200 (195 match, 5 clear error), scalar 400 (371 / 29), inplace
+150 (44 / 106), fork 15 (12 / 3). They found, and the library now fixes: bool ** bool giving
+int8, integer tensors to negative tensor powers refused (PyTorch computes them), and pow
+accepting a scalar exponent outside the dtype's range.
+
 Draws per property (verdict counts are printed at the end with `pytest -s`):
   CI default (derandomized: the same draws every run), ~20 s on 2 cores:
     modules 800 (362 match, 438 clear error), functional 600 (212 / 388), kernels 600
@@ -295,6 +305,62 @@ def test_every_functional_norm_matches_torch_or_raises_clearly(worker, case):
 @given(case=kernel_cases())
 def test_kernels_called_with_bad_arguments_match_reference_or_raise_clearly(worker, case):
     check(worker, "kernels", case)
+
+
+@st.composite
+def metadata_cases(draw):
+    case = draw(kernel_cases()) | {"family": "metadata"}
+    return case | {"tamper": draw(st.sampled_from(sorted(["shape", "dtype", "strides",
+                                                          "read_only", "weakref"]))),
+                   "output": draw(st.integers(0, 3))}
+
+
+SCALAR_KINDS = ["bool", "int", "float", "np.float64", "np.float32", "np.int64", "np.int32",
+                "np.bool_"]
+
+
+@st.composite
+def scalar_cases(draw):
+    return {"family": "scalar", "seed": draw(st.integers(0, 2**31 - 1)),
+            "shape": draw(st.lists(st.sampled_from([1, 2, 3]), max_size=3)),
+            "dtype": draw(st.sampled_from(["bool", "uint8", "int8", "int16", "int32", "int64",
+                                           "float16", "float32", "float64"])),
+            "scalar": draw(st.sampled_from(SCALAR_KINDS)),
+            "value": draw(st.sampled_from([0.0, 0.5, -1.5, 2.0, 1e5, -0.25])),
+            "op": draw(st.sampled_from(["add", "sub", "mul", "truediv", "pow"])),
+            "reflected": draw(st.booleans())}
+
+
+@st.composite
+def inplace_cases(draw):
+    return {"family": "inplace", "seed": draw(st.integers(0, 2**31 - 1)),
+            "graph": draw(st.sampled_from(["mul", "exp", "add", "layer_norm", "relu"])),
+            "target": draw(st.sampled_from(["x", "w"])),
+            "change": draw(st.sampled_from(["zero_", "fill_", "copy_", "setitem"]))}
+
+
+@_settings(200)
+@given(case=metadata_cases())
+def test_changing_a_kernel_results_metadata_never_reaches_a_later_call(worker, case):
+    check(worker, "metadata", case)
+
+
+@_settings(400)
+@given(case=scalar_cases())
+def test_arithmetic_with_python_and_numpy_scalars_matches_torch(worker, case):
+    check(worker, "scalar", case)
+
+
+@_settings(150)
+@given(case=inplace_cases())
+def test_inplace_changes_before_backward_raise_or_leave_gradients_right(worker, case):
+    check(worker, "inplace", case)
+
+
+@_settings(15)
+@given(case=kernel_cases())
+def test_a_child_forked_after_a_parallel_kernel_computes_the_same(worker, case):
+    check(worker, "fork", case | {"family": "fork"})
 
 
 def test_a_crashing_draw_fails_and_the_next_draw_gets_a_fresh_worker(worker):

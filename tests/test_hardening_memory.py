@@ -72,3 +72,47 @@ def test_training_memory_stays_flat_and_every_graph_is_freed():
     assert objects_at_end - objects_after_warm_up < 1000, (
         f"{objects_at_end - objects_after_warm_up} more live objects after "
         f"{STEPS - WARM_UP} steps")
+
+
+PARTIALS_SCRIPT = """
+import tracemalloc
+import numpy as np
+from kernels import cpu
+rows, cols = 2, 40000  # > 65536 elements: the parallel path, with 16 threads for 2 rows
+x = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)
+w = np.ones(cols, np.float32)
+ln = cpu.layer_norm_forward(x, w, w, 1e-5)
+rms = cpu.rms_norm_forward(x, w, 1e-5)
+x3 = x.reshape(rows, 4, cols // 4)
+gn = cpu.group_norm_forward(x3, 1, np.ones(4, np.float32), None, 1e-5)
+calls = [lambda: cpu.layer_norm_backward(x, x, ln[1], ln[2], w),
+         lambda: cpu.rms_norm_backward(x, x, rms[1], w),
+         lambda: cpu.group_norm_backward(x3, x3, gn[1], gn[2], 1, np.ones(4, np.float32))]
+for call in calls:
+    call()  # compiled
+    tracemalloc.start()
+    call()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(peak)
+"""
+
+
+def test_backward_partials_are_sized_by_rows_not_threads():
+    """One float64 partial row per chunk of work: with 16 threads and 2 rows, 2 rows of
+    partials (LayerNorm and RMSNorm allocated 16: 10 MB here, 2 GiB at 64 threads and 4M
+    columns), as BatchNorm already did."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, NUMBA_NUM_THREADS="16")
+    run = subprocess.run([sys.executable, "-c", PARTIALS_SCRIPT], env=env, text=True,
+                         capture_output=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cols = 40000
+    outputs = 2 * cols * 4 + 2 * cols * 4  # dx, dweight and dbias of float32
+    for peak in map(int, run.stdout.split()):
+        assert peak < outputs + 2 * 2 * cols * 8 + (256 << 10), peak

@@ -14,7 +14,8 @@ back through `backward`.
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import inspect
 import threading
 
 import numpy as np
@@ -28,28 +29,85 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "grad_enabled", True)
 
 
-class no_grad(contextlib.ContextDecorator):
+class _GradMode:
+    """Base of no_grad / enable_grad: a context manager and a decorator, like PyTorch's.
+
+    The mode to restore is kept per entry (a per-thread stack), never in one attribute of
+    the instance: `@no_grad()` makes one instance that every call of the decorated function
+    shares, recursive and concurrent calls included. A decorated generator runs each of its
+    steps in the mode and gives the caller back its own mode between steps, as PyTorch does.
+    `@no_grad` without parentheses works too.
+    """
+
+    enabled: bool
+
+    def __new__(cls, function=None):
+        self = super().__new__(cls)
+        self._entries = threading.local()
+        return self if function is None else self(function)
+
+    def __enter__(self) -> "_GradMode":
+        stack = self._entries.__dict__.setdefault("stack", [])
+        stack.append(is_grad_enabled())
+        _state.grad_enabled = self.enabled
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.grad_enabled = self._entries.stack.pop()
+
+    def __call__(self, function):
+        if inspect.isgeneratorfunction(function):
+            @functools.wraps(function)
+            def generator(*args, **kwargs):
+                return (yield from _in_mode(self, function(*args, **kwargs)))
+            return generator
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with self:
+                return function(*args, **kwargs)
+        return wrapper
+
+
+def _in_mode(mode: _GradMode, steps):
+    """Run each step of the generator `steps` inside `mode`, passing send/throw/close on."""
+    with mode:
+        request = None
+        try:
+            response = steps.send(None)
+        except StopIteration as done:
+            return done.value
+    while True:
+        try:
+            request = yield response
+        except GeneratorExit:
+            with mode:
+                steps.close()
+            raise
+        except BaseException as error:
+            with mode:
+                try:
+                    response = steps.throw(error)
+                except StopIteration as done:
+                    return done.value
+        else:
+            with mode:
+                try:
+                    response = steps.send(request)
+                except StopIteration as done:
+                    return done.value
+
+
+class no_grad(_GradMode):
     """Context manager and decorator that disables graph building, like torch.no_grad."""
 
-    def __enter__(self) -> "no_grad":
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = False
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _state.grad_enabled = self._previous
+    enabled = False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_GradMode):
     """Turns graph building back on inside a no_grad block."""
 
-    def __enter__(self) -> "enable_grad":
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = True
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _state.grad_enabled = self._previous
+    enabled = True
 
 
 class Context:
@@ -65,11 +123,48 @@ class Context:
         self.saved_tensors = arrays
 
     def release(self) -> None:
-        """Drop saved buffers once backward has used them, so the graph frees its memory."""
-        for name in [k for k in vars(self) if k not in ("function", "parents")]:
+        """Drop saved buffers and the links to the inputs once backward has used them, so the
+        graph frees its memory even while its output (a loss kept for logging) is held."""
+        for name in [k for k in vars(self) if k != "function"]:
             delattr(self, name)
+        self.parents = ()
         self.saved_tensors = ()
         self.released = True
+
+
+class Version:
+    """PyTorch's version counter: how many in-place changes a tensor's memory has had. Views
+    share their base's counter; backward refuses a saved tensor whose counter moved."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def _memory_root(array):
+    """The array that owns the memory `array` views (itself when it owns it)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+def _saved_versions(saved: tuple, tensors: list) -> tuple:
+    """(counter, version, dtype, shape) of each tensor whose memory a saved array uses."""
+    roots = {id(_memory_root(a)) for a in saved if a is not None}
+    return tuple((t._version_counter, t._version_counter.value, t.dtype, t.shape)
+                 for t in tensors if id(_memory_root(t.data)) in roots)
+
+
+def _check_saved_versions(ctx) -> None:
+    for counter, version, dtype, shape in getattr(ctx, "saved_versions", ()):
+        if counter.value != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [{dtype} {list(shape)}], saved by {ctx.function.__name__}, "
+                f"is at version {counter.value}; expected version {version} instead. Compute "
+                f"on a copy (t.clone()), or change the tensor only after backward()"
+            )
 
 
 class Function:
@@ -96,9 +191,16 @@ class Function:
         ctx.device = _common_device(cls, args, Tensor)
         out = cls.forward(ctx, *arrays, **kwargs)
         result = Tensor._wrap(out, device=ctx.device)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        root = _memory_root(out)
+        for t in tensors:  # a view (reshape, slice, permute) shares its input's version
+            if _memory_root(t.data) is root:
+                result._version_counter = t._version_counter
+                break
         if needs_grad:
             result.requires_grad = True
             result._ctx = ctx
+            ctx.saved_versions = _saved_versions(ctx.saved_tensors, tensors + [result])
         return result
 
 
@@ -174,12 +276,20 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
                 "Trying to backward through the graph a second time: its saved buffers were "
                 "freed by the first backward. Pass retain_graph=True to the first call."
             )
+        _check_saved_versions(ctx)
         input_grads = ctx.function.backward(ctx, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if len(input_grads) != len(ctx.parents):
+            raise RuntimeError(
+                f"function {ctx.function.__name__}.backward returned an incorrect number of "
+                f"gradients (expected {len(ctx.parents)}, one per positional argument of "
+                f"forward, None for those without one; got {len(input_grads)})"
+            )
+        parents = ctx.parents
         if not retain_graph:
             ctx.release()
-        for parent, parent_grad in zip(ctx.parents, input_grads):
+        for parent, parent_grad in zip(parents, input_grads):
             if parent_grad is None or not getattr(parent, "requires_grad", False):
                 continue
             parent_grad = _unbroadcast(as_array(parent_grad), parent.shape)

@@ -9,7 +9,13 @@ import sys
 def _example(run):
     """The CLI handler of an example: its `run(args)` returns the results; the exit code is 0."""
     def handler(args) -> int:
-        run(args)
+        from .experiments.arguments import UsageError
+
+        try:
+            run(args)
+        except UsageError as err:  # a request that parsed but cannot be done: no traceback
+            print(f"tinygrad-norm {args.command}: error: {err}", file=sys.stderr)
+            return 2
         return 0
     return handler
 
@@ -91,6 +97,8 @@ def _bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiments.arguments import seed
+
     parser = argparse.ArgumentParser(
         prog="tinygrad-norm",
         description="Normalization layers on hand-written Numba kernels: train, check, measure.")
@@ -99,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_example_commands(sub)
 
     check = sub.add_parser("gradcheck", help="gradcheck every normalization layer (float64)")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=seed, default=0)
     check.set_defaults(run=_gradcheck)
 
     from kernels import bench as kernel_bench

@@ -62,7 +62,15 @@ class Div(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out = a**b
+        if a.dtype.kind in "iu" and (b < 0).any():
+            # PyTorch's integer pow: 1 and -1 keep their powers, every other base gives 0
+            parity = 1 - 2 * (np.abs(b) % 2)
+            out = np.where(b < 0, np.where(a == 1, 1, np.where(a == -1, parity, 0)),
+                           a ** np.where(b < 0, 0, b))
+        else:
+            out = a**b
+        if out.dtype != a.dtype:  # bool ** bool is int8 in NumPy, bool in PyTorch
+            out = out.astype(a.dtype)
         ctx.save_for_backward(a, b, out)
         return out
 

@@ -12,12 +12,11 @@ renames it over the destination: a crash leaves either the old file or the new o
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic_file import atomic_write
 from .tensor import Tensor
 
 SUFFIX = ".safetensors"
@@ -48,21 +47,7 @@ def save(state: dict, path: Path) -> None:
         data = package.numpy.save(arrays, metadata={"format": "pt"})
     except package.SafetensorError as err:
         raise TypeError(f"save: {path}: {err}") from None
-    _write_atomically(path, data)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load(path: Path) -> dict:

@@ -7,8 +7,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import ops
-from .autograd import is_grad_enabled, run_backward
+from . import dtypes, ops
+from .autograd import Version, is_grad_enabled, run_backward
 from .device import array_module, as_array, is_device_array, to_device, to_host
 from .device import normalize_device as _normalize_device
 from .random import generator
@@ -26,6 +26,10 @@ def _shape_arg(shape: tuple) -> tuple:
     """Accept both f(2, 3) and f((2, 3)), as PyTorch does."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for s in shape:
+        if not isinstance(s, (int, np.integer)):  # int() would truncate 2.5 silently
+            raise TypeError(f"size must be a tuple of ints, but got an element of type "
+                            f"{type(s).__name__} ({s!r})")
     return tuple(int(s) for s in shape)
 
 
@@ -41,12 +45,13 @@ class Tensor:
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False) -> None:
-        source = "cpu"
-        if isinstance(data, Tensor):
-            source, data = data.device, data.data
+        source, version = "cpu", Version()
+        if isinstance(data, Tensor):  # wraps the same memory: shares its version counter
+            source, data, version = data.device, data.data, data._version_counter
         elif is_device_array(data):
             source = "cuda"
         target = source if device is None else _normalize_device(device)
+        self._version_counter = version
         if source != "cpu" or target != "cpu":
             self._init_on_device(data, dtype, source, target, requires_grad)
             return
@@ -78,6 +83,8 @@ class Tensor:
         array = data if source == target else to_device(data, target)
         if dtype is not None and np.dtype(dtype) != array.dtype:
             array = array.astype(dtype)
+        if array is not data:
+            self._version_counter = Version()
         self.data = array
         self.device = target
         self.grad = None
@@ -94,6 +101,7 @@ class Tensor:
         t.grad = None
         t._ctx = None
         t._requires_grad = False
+        t._version_counter = Version()
         return t
 
     # ------------------------------------------------------------------ attributes
@@ -129,6 +137,12 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self._ctx is None
+
+    @property
+    def _version(self) -> int:
+        """In-place changes so far to this tensor's memory (shared with its views), as in
+        PyTorch; backward compares it with the version each saved tensor had."""
+        return self._version_counter.value
 
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
@@ -192,7 +206,10 @@ class Tensor:
         return handle
 
     def detach(self) -> "Tensor":
-        return Tensor._wrap(self.data, device=self.device)
+        """The same memory outside the graph; in-place changes to it count against self."""
+        out = Tensor._wrap(self.data, device=self.device)
+        out._version_counter = self._version_counter
+        return out
 
     def numpy(self) -> np.ndarray:
         if self.device != "cpu":
@@ -215,6 +232,35 @@ class Tensor:
                 f"a Tensor with {self.data.size} elements cannot be converted to a Python scalar"
             )
         return self.data.reshape(()).item()
+
+    def _one_element(self) -> object:
+        if self.data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            what = "no values" if self.data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self._one_element())
+
+    def __int__(self) -> int:
+        return int(self._one_element())
+
+    def __index__(self) -> int:
+        if self.data.size != 1 or self.dtype.kind not in "iub":
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __format__(self, format_spec: str) -> str:
+        """A 0-d tensor formats as its value (f"{loss:.3f}"); others as object does."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return object.__format__(self, format_spec)
 
     def __array__(self, dtype=None, copy=None):
         if self.device != "cpu":
@@ -274,61 +320,89 @@ class Tensor:
     # ------------------------------------------------------------------ arithmetic
 
     def _operand(self, other) -> "Tensor":
+        """`other` as a Tensor on self's device: arrays and lists keep their dtype, Python and
+        NumPy scalars become 0-d arrays of their category's default dtype (see dtypes)."""
         if isinstance(other, Tensor):
-            if self.dtype.kind == "f" and other.dtype.kind in "iub":
-                # float32 op int64 stays float32, as in PyTorch (NumPy would give float64)
-                return Tensor._wrap(other.data.astype(self.dtype), device=other.device)
             return other
-        array = as_array(other)
-        if array.dtype.kind == "f" or (array.ndim == 0 and self.dtype.kind == "f"):
-            array = array.astype(self.dtype)  # Python scalars keep our dtype, as in PyTorch
+        if isinstance(other, (np.ndarray, list, tuple)) or is_device_array(other):
+            array = as_array(other) if isinstance(other, np.ndarray) or is_device_array(
+                other) else Tensor(other).data
+        else:
+            return _Scalar(other, self.device)
         if self.device != "cpu" and not is_device_array(array):
-            if array.ndim:
-                raise RuntimeError(
-                    f"expected a tensor on {self.device} or a Python number, got a host array "
-                    f"of shape {array.shape}: move it with Tensor(array, device='cuda') first"
-                )
-            array = array[()]  # a NumPy scalar: CuPy broadcasts it without a host array
+            raise RuntimeError(
+                f"expected a tensor on {self.device} or a Python number, got a host array "
+                f"of shape {array.shape}: move it with Tensor(array, device='cuda') first"
+            )
         return Tensor._wrap(array, device=self.device)
 
+    def _promoted(self, other, reflected: bool = False, true_divide: bool = False) -> tuple:
+        """(left, right) operands cast to their common dtype by PyTorch's promotion rules;
+        a true division of integers or bools is done in the default float dtype."""
+        other = self._operand(other)
+        pair = (other, self) if reflected else (self, other)
+        dtype = dtypes.result_type(*(p.value if isinstance(p, _Scalar) else p.data
+                                     for p in pair))
+        if true_divide and dtype.kind != "f":
+            dtype = dtypes.DEFAULT_FLOAT
+        return tuple(p.as_tensor(dtype) if isinstance(p, _Scalar) else _cast(p, dtype)
+                     for p in pair)
+
     def __add__(self, other):
-        return ops.Add.apply(self, self._operand(other))
+        return ops.Add.apply(*self._promoted(other))
 
     def __radd__(self, other):
-        return ops.Add.apply(self._operand(other), self)
+        return ops.Add.apply(*self._promoted(other, reflected=True))
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, self._operand(other))
+        _no_bool_subtraction((self, self._operand(other)))
+        return ops.Sub.apply(*self._promoted(other))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(self._operand(other), self)
+        _no_bool_subtraction((self, self._operand(other)))
+        return ops.Sub.apply(*self._promoted(other, reflected=True))
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, self._operand(other))
+        return ops.Mul.apply(*self._promoted(other))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(self._operand(other), self)
+        return ops.Mul.apply(*self._promoted(other, reflected=True))
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, self._operand(other))
+        return ops.Div.apply(*self._promoted(other, true_divide=True))
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(self._operand(other), self)
+        return ops.Div.apply(*self._promoted(other, reflected=True, true_divide=True))
 
     def __pow__(self, other):
-        return ops.Pow.apply(self, other if isinstance(other, Tensor) else other)
+        if (self.dtype.kind in "iu" and isinstance(other, (int, np.integer))
+                and not isinstance(other, bool) and other < 0):
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        base, exponent = self._promoted(other)
+        if isinstance(other, _SCALAR_TYPES) and not _fits(other, base.dtype):
+            # pow checks its scalar exponent where + and * wrap, as in PyTorch
+            raise RuntimeError(f"value cannot be converted to type {base.dtype} without "
+                               "overflow")
+        return ops.Pow.apply(base, exponent)
 
     def __rpow__(self, other):
-        return ops.Pow.apply(self._operand(other), self)
+        base, exponent = self._promoted(other, reflected=True)
+        if base.dtype == np.bool_:  # PyTorch's pow(Scalar, Tensor) has no bool kernel
+            raise RuntimeError('"pow" not implemented for \'Bool\'')
+        return ops.Pow.apply(base, exponent)
 
     def __neg__(self):
+        if self.dtype == np.bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                               "If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
         return ops.Neg.apply(self)
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, self._operand(other))
+        return ops.MatMul.apply(*self._promoted(other))
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(self._operand(other), self)
+        return ops.MatMul.apply(*self._promoted(other, reflected=True))
 
     def matmul(self, other) -> "Tensor":
         return self @ other
@@ -352,7 +426,7 @@ class Tensor:
         return -self
 
     def maximum(self, other) -> "Tensor":
-        return ops.Maximum.apply(self, self._operand(other))
+        return ops.Maximum.apply(*self._promoted(other))
 
     # comparisons: plain bool tensors, never part of the graph
     def _compare(self, other, op) -> "Tensor":
@@ -529,28 +603,84 @@ class Tensor:
         return ops.GetItem.apply(self, index=_index_arrays(index))
 
     def __setitem__(self, index, value) -> None:
-        if self.requires_grad and is_grad_enabled():
-            raise RuntimeError(
-                "in-place assignment to a tensor that requires grad; wrap it in no_grad()"
-            )
+        self._check_inplace()
         self.data[_index_arrays(index)] = value.data if isinstance(value, Tensor) else value
+        self._version_counter.value += 1
 
     # ------------------------------------------------------------------ in-place (no graph)
 
-    def zero_(self) -> "Tensor":
-        self.data[...] = 0
+    def _check_inplace(self) -> None:
+        """In-place ops are not differentiable here: with grad enabled they are refused on
+        any tensor that requires grad (PyTorch refuses them on leaves, and records them on
+        other tensors, which ours cannot)."""
+        if not (self.requires_grad and is_grad_enabled()):
+            return
+        if self.is_leaf:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation. Wrap it in tn.no_grad() (as initialisation and "
+                               "optimizers do)")
+        raise RuntimeError("in-place operation on a tensor that is part of the autograd graph: "
+                           "tinygrad_norm cannot differentiate in-place ops; use the "
+                           "out-of-place form (t * 0, t.clone()) or detach() first")
+
+    def _inplace(self, value) -> "Tensor":
+        self._check_inplace()
+        self.data[...] = value.data if isinstance(value, Tensor) else value
+        self._version_counter.value += 1
         return self
+
+    def zero_(self) -> "Tensor":
+        return self._inplace(0)
 
     def fill_(self, value) -> "Tensor":
-        self.data[...] = value
-        return self
+        return self._inplace(value)
 
     def copy_(self, other) -> "Tensor":
-        self.data[...] = other.data if isinstance(other, Tensor) else other
-        return self
+        return self._inplace(other)
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+_SCALAR_TYPES = (int, float, np.integer, np.floating)
+
+
+def _fits(value, dtype: np.dtype) -> bool:
+    """Whether a scalar is within dtype's range (infinities fit a float dtype)."""
+    if dtype.kind == "b":
+        return True
+    info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    return bool(info.min <= value <= info.max) or (dtype.kind == "f" and not np.isfinite(value))
+
+
+class _Scalar:
+    """A Python or NumPy scalar operand: promotes as a scalar, then becomes a 0-d Tensor."""
+
+    def __init__(self, value, device: str) -> None:
+        self.value, self.device = value, device
+        self.dtype = dtypes.scalar_dtype(value)
+
+    def as_tensor(self, dtype: np.dtype) -> Tensor:
+        array = dtypes.scalar_array(self.value, dtype)
+        # a NumPy scalar, not a host array: CuPy broadcasts it without a transfer
+        return Tensor._wrap(array if self.device == "cpu" else array[()], device=self.device)
+
+
+def _cast(t: Tensor, dtype: np.dtype) -> Tensor:
+    """t in `dtype`: differentiable, so a promoted operand's gradient keeps t's dtype."""
+    return t if t.dtype == dtype else ops.Cast.apply(t, dtype=dtype)
+
+
+def _no_bool_subtraction(pair: tuple) -> tuple:
+    """PyTorch refuses `-` with a bool operand (its dtype before promotion)."""
+    if all(p.dtype == np.bool_ for p in pair):
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
+                           "supported. Use the `^` or `logical_xor()` operator instead.")
+    if any(p.dtype == np.bool_ for p in pair):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` "
+                           "operator instead.")
+    return pair
 
 
 def _check_same_device(a: Tensor, b: Tensor, what: str) -> None:
@@ -609,6 +739,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     """A new tensor that owns a copy of `data` (like torch.tensor)."""
     result = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
     result.data = result.data.copy()
+    result._version_counter = Version()
     return result
 
 

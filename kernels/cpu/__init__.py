@@ -21,6 +21,7 @@ except (ImportError, AttributeError) as err:  # a Numba whose internals moved: i
     warnings.warn(f"kernels: Numba {numba.__version__} lacks what kernels/numba_cache.py "
                   f"extends ({err}); using Numba's own on-disk cache", RuntimeWarning,
                   stacklevel=2)
+from kernels.cpu import fork_safety  # noqa: F401, E402  (a forked child runs serially)
 from kernels.cpu.batch_norm import (
     batch_norm_apply,
     batch_norm_backward,

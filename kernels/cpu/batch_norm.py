@@ -60,7 +60,7 @@ def _shifted_sums(x, shift, sum_d_part, sum_d2_part, start, stop):
     for i in range(start, stop):
         if x.shape[2] == 1:
             for c in range(x.shape[1]):
-                d = np.float64(x[i, c, 0] - shift[c])
+                d = np.float64(x[i, c, 0]) - np.float64(shift[c])
                 sum_d_part[c] += d
                 sum_d2_part[c] += d * d
             continue
@@ -80,17 +80,19 @@ def _shifted_sums_parallel(x, shift, sum_d_part, sum_d2_part):
 
 @jit
 def _affine(x, shift, scale, offset, y, start, stop):
-    """y[i, c] = (x[i, c] - shift[c])·scale[c] + offset[c] for samples [start, stop)."""
+    """y[i, c] = (x[i, c] - shift[c])·scale[c] + offset[c] for samples [start, stop);
+    the difference and its product with scale in float64 (see kernels/cpu/stats.py)."""
     for i in range(start, stop):
         if x.shape[2] == 1:
             for c in range(x.shape[1]):
-                y[i, c, 0] = (x[i, c, 0] - shift[c]) * scale[c] + offset[c]
+                d = np.float64(x[i, c, 0]) - np.float64(shift[c])
+                y[i, c, 0] = x.dtype.type(d * np.float64(scale[c])) + offset[c]
             continue
         for c in range(x.shape[1]):
             plane, out = x[i, c], y[i, c]
-            k, a, b = shift[c], scale[c], offset[c]
+            k, a, b = np.float64(shift[c]), np.float64(scale[c]), offset[c]
             for s in range(plane.size):
-                out[s] = (plane[s] - k) * a + b
+                out[s] = x.dtype.type((np.float64(plane[s]) - k) * a) + b
 
 
 @parallel_jit
@@ -106,7 +108,7 @@ def _gradient_sums(dy, x, centre, sum_dy_part, sum_dy_d_part, sum_d_part, start,
     for i in range(start, stop):
         if x.shape[2] == 1:
             for c in range(x.shape[1]):
-                d = np.float64(x[i, c, 0] - centre[c])
+                d = np.float64(x[i, c, 0]) - np.float64(centre[c])
                 g = np.float64(dy[i, c, 0])
                 sum_dy_part[c] += g
                 sum_dy_d_part[c] += g * d
@@ -134,19 +136,21 @@ def _input_gradient(dy, x, centre, inv_std, dy_scale, x_scale, offset, dx, start
     """dx[i, c] = dy·dy_scale[c] - ((x - centre[c])·inv_std[c])·x_scale[c] - offset[c].
 
     xhat·x_scale rather than d·(inv_std·x_scale): the product of two inverse stds underflows
-    float32 once |x| passes ~1e19 (the xhat term of dx vanished: 1% off at |x| ~ 1e37)."""
+    float32 once |x| passes ~1e19 (the xhat term of dx vanished: 1% off at |x| ~ 1e37).
+    xhat in float64, widened before subtracting (see kernels/cpu/stats.py)."""
     for i in range(start, stop):
         if x.shape[2] == 1:
             for c in range(x.shape[1]):
-                dx[i, c, 0] = (dy[i, c, 0] * dy_scale[c]
-                               - ((x[i, c, 0] - centre[c]) * inv_std[c]) * x_scale[c]
-                               - offset[c])
+                d = np.float64(x[i, c, 0]) - np.float64(centre[c])
+                xhat = x.dtype.type(d * np.float64(inv_std[c]))
+                dx[i, c, 0] = dy[i, c, 0] * dy_scale[c] - xhat * x_scale[c] - offset[c]
             continue
         for c in range(x.shape[1]):
             plane, grad, out = x[i, c], dy[i, c], dx[i, c]
-            mu, r, a, k, b = centre[c], inv_std[c], dy_scale[c], x_scale[c], offset[c]
+            mu, r = np.float64(centre[c]), np.float64(inv_std[c])
+            a, k, b = dy_scale[c], x_scale[c], offset[c]
             for s in range(plane.size):
-                out[s] = grad[s] * a - ((plane[s] - mu) * r) * k - b
+                out[s] = grad[s] * a - x.dtype.type((np.float64(plane[s]) - mu) * r) * k - b
 
 
 @parallel_jit

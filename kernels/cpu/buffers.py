@@ -6,7 +6,12 @@ kernels ran at 19 GB/s on fresh outputs and 29 GB/s (the copy bandwidth) on reus
 Training asks for the same shapes every step, so the kernels take their outputs (y, dx) from
 this pool. A pooled array is handed out again only when the pool's own references are the
 only ones left: CPython's reference count says so exactly, and a view, a Tensor or a
-torch.from_numpy of the array all keep it referenced. Small arrays (< MIN_BYTES) come back
+torch.from_numpy of the array all keep it referenced; a weak reference does not, so an array
+that has one is never reused either. A caller may also have changed a result in place, through
+its shape, dtype, strides or flags (`y.shape = ...`, `y.flags.writeable = False`): the kernels
+would then write through the wrong layout (a segfault) or the next caller would see it, so a
+buffer whose metadata is no longer that of a fresh array is dropped from the pool, never
+repaired (its bytes may have been reinterpreted). Small arrays (< MIN_BYTES) come back
 from malloc's heap without faults and are not pooled; the pool never holds more than
 MAX_POOL_BYTES, so it cannot grow without bound.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -39,6 +45,22 @@ def _references_when_free() -> int:
 _FREE = _references_when_free()
 
 
+def _c_strides(shape: tuple, itemsize: int) -> tuple:
+    strides, step = [], itemsize
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def _is_as_allocated(buffer: np.ndarray, like: np.ndarray) -> bool:
+    """Whether `buffer` still has the metadata np.empty(like.shape, like.dtype) gave it."""
+    flags = buffer.flags
+    return (buffer.shape == like.shape and buffer.dtype == like.dtype
+            and buffer.strides == _c_strides(like.shape, like.itemsize)
+            and flags.writeable and flags.aligned and flags.owndata)
+
+
 def empty_like(x: np.ndarray) -> np.ndarray:
     """An uninitialised C-contiguous array of x's shape and dtype, reused when possible."""
     global _pool_bytes
@@ -47,9 +69,19 @@ def empty_like(x: np.ndarray) -> np.ndarray:
     key = (x.shape, x.dtype.str)
     with _lock:
         buffers = _pool.setdefault(key, [])
+        changed = -1
+        # a plain loop, as in _references_when_free (enumerate's tuple would hold a reference)
         for buffer in buffers:
-            if sys.getrefcount(buffer) == _FREE:
+            changed += 1
+            if sys.getrefcount(buffer) != _FREE or weakref.getweakrefcount(buffer):
+                continue
+            if _is_as_allocated(buffer, x):
                 return buffer
+            del buffer
+            # dropped from the pool: the list must not change while it is looped over
+            del buffers[changed]
+            _pool_bytes -= x.nbytes
+            break
         buffer = np.empty(x.shape, x.dtype)
         if _pool_bytes + buffer.nbytes <= MAX_POOL_BYTES:
             buffers.append(buffer)

@@ -54,16 +54,17 @@ def _forward_sets(x, num_groups, spatial, weight, bias, eps, y, mean, inv_std, v
         row, out = x[i], y[i]
         shift, centre, variance = shifted_moments(row)
         r = inv_sqrt(variance, eps)
-        centre_t = x.dtype.type(centre)
-        r_t = x.dtype.type(r)
+        shift64 = np.float64(shift)
         first_channel = (i % num_groups) * per_group
         for k in range(per_group):
-            scale = r_t if weight is None else r_t * weight[first_channel + k]
+            scale = x.dtype.type(1) if weight is None else weight[first_channel + k]
             offset = x.dtype.type(0) if bias is None else bias[first_channel + k]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_y = row[plane], out[plane]
             for s in range(spatial):  # from 0: lets LLVM drop negative-index checks
-                plane_y[s] = ((plane_x[s] - shift) - centre_t) * scale + offset
+                # widened before subtracting: see kernels/cpu/stats.py
+                xhat = x.dtype.type(((np.float64(plane_x[s]) - shift64) - centre) * r)
+                plane_y[s] = xhat * scale + offset
         mean[i] = shift + centre
         inv_std[i] = r
         var[i] = variance
@@ -109,8 +110,8 @@ def _backward_sets(
         # subtracted before scaling so that a one-element set gets dx = 0 exactly
         mean_g = x.dtype.type(sum_g / n)
         c = x.dtype.type(r * sum_g_xhat / n)
-        correction_t = x.dtype.type(correction)
         r_t = x.dtype.type(r)
+        mu64 = np.float64(mu)
         for k in range(per_group):
             channel = first_channel + k
             if dweight_part is not None:
@@ -119,8 +120,8 @@ def _backward_sets(
                 dbias_part[channel] += channel_sum_dy[k]
             plane = slice(k * spatial, (k + 1) * spatial)
             plane_x, plane_dy, plane_dx = x_row[plane], dy_row[plane], dx_row[plane]
-            for s in range(spatial):
-                xhat = ((plane_x[s] - mu) - correction_t) * r_t
+            for s in range(spatial):  # widened before subtracting: see kernels/cpu/stats.py
+                xhat = x.dtype.type(((np.float64(plane_x[s]) - mu64) - correction) * r)
                 # g - mean(g) rounded as one operation: exact 0 for a one-element set
                 centred_g = (plane_dy[s] - mean_g if weight is None
                              else product_minus(plane_dy[s], weight[channel], mean_g))
@@ -199,11 +200,13 @@ def group_norm_backward(
     check.statistics("inv_std", inv_std, (batch, num_groups), x.dtype, "(N, num_groups)")
     check.vector("weight", weight, channels, x.dtype, "one per channel, x.shape[1]")
     dx = buffers.empty_like(x)
-    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    sets = batch * num_groups
+    # one partial row per chunk of sets, never more chunks than sets (2 GiB of partials for
+    # 2 sets of 4M elements at 64 threads otherwise)
+    num_chunks = min(numba.get_num_threads(), sets) if use_parallel(x.size) else 1
     dweight_part, dbias_part = (new_partials(num_chunks, channels, param_grads)
                                 for _ in range(2))
     if x.size:
-        sets = batch * num_groups
         args = (dy.reshape(sets, -1), x.reshape(sets, -1), mean.reshape(-1),
                 inv_std.reshape(-1), num_groups, spatial, weight, dx.reshape(sets, -1))
         if num_chunks > 1:

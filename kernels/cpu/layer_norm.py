@@ -46,11 +46,10 @@ def _forward_rows(x, weight, bias, eps, y, mean, inv_std, start, stop):
         row = x[i]
         shift, centre, var = shifted_moments(row)
         r = inv_sqrt(var, eps)
-        centre_t = x.dtype.type(centre)
-        r_t = x.dtype.type(r)
+        shift64 = np.float64(shift)
         out = y[i]
-        for j in range(row.size):
-            xhat = ((row[j] - shift) - centre_t) * r_t
+        for j in range(row.size):  # widened before subtracting: see kernels/cpu/stats.py
+            xhat = x.dtype.type(((np.float64(row[j]) - shift64) - centre) * r)
             scaled = xhat if weight is None else xhat * weight[j]
             out[j] = scaled if bias is None else scaled + bias[j]
         mean[i] = shift + centre
@@ -78,10 +77,10 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, s
         # subtracted before scaling so that a one-element row gets dx = 0 exactly
         mean_g = x.dtype.type(sum_g / cols)
         c = x.dtype.type(r * sum_g_xhat / cols)
-        correction_t = x.dtype.type(correction)
         r_t = x.dtype.type(r)
-        for j in range(cols):
-            xhat = ((x_row[j] - mu) - correction_t) * r_t
+        mu64 = np.float64(mu)
+        for j in range(cols):  # widened before subtracting: see kernels/cpu/stats.py
+            xhat = x.dtype.type(((np.float64(x_row[j]) - mu64) - correction) * r)
             # g - mean(g) rounded as one operation: exact 0 for a one-element row
             centred_g = (dy_row[j] - mean_g if weight is None
                          else product_minus(dy_row[j], weight[j], mean_g))
@@ -145,7 +144,9 @@ def layer_norm_backward(
     check.statistics("inv_std", inv_std, (rows,), x.dtype, "one per row of x")
     check.vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     dx = buffers.empty_like(x)
-    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    # one partial row per chunk of rows, never more chunks than rows (2 GiB of partials for
+    # 2 rows of 4M columns at 64 threads otherwise)
+    num_chunks = min(numba.get_num_threads(), rows) if use_parallel(x.size) else 1
     dweight_part, dbias_part = (new_partials(num_chunks, cols, param_grads) for _ in range(2))
     if rows and cols:
         if num_chunks > 1:

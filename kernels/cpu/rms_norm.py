@@ -117,7 +117,9 @@ def rms_norm_backward(
     check.statistics("inv_rms", inv_rms, (rows,), x.dtype, "one per row of x")
     check.vector("weight", weight, cols, x.dtype, "normalized_shape = x.shape[1:]")
     dx = buffers.empty_like(x)
-    num_chunks = numba.get_num_threads() if use_parallel(x.size) else 1
+    # one partial row per chunk of rows, never more chunks than rows (2 GiB of partials for
+    # 2 rows of 4M columns at 64 threads otherwise)
+    num_chunks = min(numba.get_num_threads(), rows) if use_parallel(x.size) else 1
     dweight_part = new_partials(num_chunks, cols, param_grads)
     if rows and cols:
         if num_chunks > 1:

@@ -10,9 +10,13 @@ Fast math: only the reductions below are compiled with "reassoc", the flag that
 lets LLVM vectorize a sum. Everywhere else it is off, because it also licenses
 rewriting (x - mean) - c as x - (mean + c), and in float32 mean + c rounds away
 most of the deviation when |mean| >> std (measured: 0.013-0.05 output error at
-x = 1e4 + 0.01·N(0,1), against 5e-7 without it). Inside the reductions each
-float32 difference is widened to float64 before it meets another operand, and
-LLVM never reassociates across that conversion.
+x = 1e4 + 0.01·N(0,1), against 5e-7 without it).
+
+Widening: both operands of every difference x - K (x - mean, x - shift) are widened
+to float64 before subtracting, in these reductions and in the kernels' output loops:
+a float32 difference of values near ±FLT_MAX overflows (3e38 - (-3e38) = inf, and
+the set's output became NaN where the float64 reference is finite). The output loops
+multiply the float64 difference by inv_std before rounding to the input's dtype.
 
 Threading: a kernel runs serially below `SERIAL_MAX_ELEMENTS` because even with
 OMP_WAIT_POLICY=passive waking the OpenMP team costs several microseconds,
@@ -68,13 +72,14 @@ def shifted_moments(values):
     n = values.size
     # an infinite first element would turn every d into NaN: the mean must stay ±inf
     shift = values[0] if np.isfinite(values[0]) else values.dtype.type(0)
+    shift64 = np.float64(shift)
     total = 0.0
     for i in range(n):
-        total += np.float64(values[i] - shift)
+        total += np.float64(values[i]) - shift64
     centre = total / n
     squares = 0.0
     for i in range(n):
-        deviation = np.float64(values[i] - shift) - centre
+        deviation = (np.float64(values[i]) - shift64) - centre
         squares += deviation * deviation
     return shift, centre, squares / n
 
@@ -90,8 +95,9 @@ def shifted_sums(values, shift):
     """(sum(d), sum(d^2)) in float64 of a contiguous 1-D set, d = values - shift."""
     total = 0.0
     squares = 0.0
+    shift64 = np.float64(shift)
     for i in range(values.size):
-        d = np.float64(values[i] - shift)
+        d = np.float64(values[i]) - shift64
         total += d
         squares += d * d
     return total, squares
@@ -103,8 +109,9 @@ def gradient_sums(x, dy, mu):
     sum_d = 0.0
     sum_dy = 0.0
     sum_dy_d = 0.0
+    mu64 = np.float64(mu)
     for i in range(x.size):
-        d = np.float64(x[i] - mu)
+        d = np.float64(x[i]) - mu64
         g = np.float64(dy[i])
         sum_d += d
         sum_dy += g
@@ -119,9 +126,10 @@ def weighted_gradient_sums(x, dy, weight, mu):
     sum_d = 0.0
     sum_g = 0.0
     sum_g_d = 0.0
+    mu64 = np.float64(mu)
     for i in range(x.size):
-        d = np.float64(x[i] - mu)
-        g = np.float64(dy[i]) if weight is None else np.float64(dy[i] * weight[i])
+        d = np.float64(x[i]) - mu64
+        g = np.float64(dy[i]) if weight is None else np.float64(dy[i]) * np.float64(weight[i])
         sum_d += d
         sum_g += g
         sum_g_d += g * d

@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+from .arguments import output_folder, positive_int, seed
+
 PARTS = {"a": "scale", "b": "sigmoid", "c": "batch_size", "d": "shift"}
 
 
@@ -28,23 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("parts", nargs="*", type=part_letter, metavar="PART",
                         help="which parts to run: a b c d (default: --all)")
     parser.add_argument("--all", action="store_true", help="run parts a, b, c and d")
-    parser.add_argument("--out", default="runs/ics", help="output folder (default runs/ics)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=output_folder, default="runs/ics",
+                        help="output folder (default runs/ics)")
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     scale = parser.add_argument_group("part a (scale)")
-    scale.add_argument("--stack-depth", type=int, default=50)
-    scale.add_argument("--stack-width", type=int, default=100)
-    scale.add_argument("--normal-init-epochs", type=int, default=5,
+    scale.add_argument("--stack-depth", type=positive_int, default=50)
+    scale.add_argument("--stack-width", type=positive_int, default=100)
+    scale.add_argument("--normal-init-epochs", type=positive_int, default=5,
                        help="epochs of the N(0,1)-initialised MLP trained with each norm")
     sigmoid = parser.add_argument_group("part b (sigmoid MLP)")
-    sigmoid.add_argument("--sigmoid-steps", type=int, default=3000)
-    sigmoid.add_argument("--sigmoid-eval-every", type=int, default=50)
+    sigmoid.add_argument("--sigmoid-steps", type=positive_int, default=3000)
+    sigmoid.add_argument("--sigmoid-eval-every", type=positive_int, default=50)
     batch = parser.add_argument_group("part c (batch size)")
-    batch.add_argument("--batch-sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32])
-    batch.add_argument("--batch-size-epochs", type=int, default=6)
+    batch.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[2, 4, 8, 16, 32])
+    batch.add_argument("--batch-size-epochs", type=positive_int, default=6)
     shift = parser.add_argument_group("part d (ICS per layer)")
-    shift.add_argument("--shift-epochs", type=int, default=4)
-    shift.add_argument("--shift-every", type=int, default=5, help="measure every N steps")
+    shift.add_argument("--shift-epochs", type=positive_int, default=4)
+    shift.add_argument("--shift-every", type=positive_int, default=5, help="measure every N steps")
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import output_folder, positive_float, positive_int, seed
 from .models import CNN_NORMS, INITS, initialize, make_cnn
 
 
@@ -16,13 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--norm", choices=CNN_NORMS, default="batch")
     parser.add_argument("--init", choices=INITS, default="default",
                         help="normal: N(0,1) weights, the setting of the scale argument")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--channels", type=int, default=16,
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--lr", type=positive_float, default=0.02)
+    parser.add_argument("--channels", type=positive_int, default=16,
                         help="channels of the first conv block (then 2x and 4x)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None,
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--out", type=output_folder, default=None,
                         help="output folder (default runs/cnn-NORM-bBATCH)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoint.npz up to --epochs")

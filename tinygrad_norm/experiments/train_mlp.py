@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import non_negative_int, output_folder, positive_float, positive_int, seed
 from .models import INITS, MLP_NORMS, initialize, make_mlp
 
 
@@ -16,13 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--norm", choices=MLP_NORMS, default="batch")
     parser.add_argument("--init", choices=INITS, default="default",
                         help="normal: N(0,1) weights, the setting of the scale argument")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--width", type=int, default=100)
-    parser.add_argument("--depth", type=int, default=3, help="number of hidden layers")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None,
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=0.05)
+    parser.add_argument("--width", type=positive_int, default=100)
+    parser.add_argument("--depth", type=non_negative_int, default=3, help="number of hidden layers")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--out", type=output_folder, default=None,
                         help="output folder (default runs/mlp-NORM-INIT)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoint.npz up to --epochs")

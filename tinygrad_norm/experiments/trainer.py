@@ -20,6 +20,7 @@ from ..data import DataLoader
 from ..optim.optimizer import Optimizer
 from ..random import generator
 from ..tensor import Tensor
+from .arguments import UsageError
 from .resume import generator_state, set_generator_state
 
 
@@ -105,11 +106,21 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         """Load a checkpoint written by `save` for the same config and continue from it."""
-        state = load(path)
+        if not Path(path).is_file():
+            raise UsageError(f"cannot resume: {path} does not exist")
+        try:
+            state = load(path)
+        except ValueError as err:  # a foreign or damaged file: load names the path
+            raise UsageError(f"cannot resume: {err}") from err
+        absent = {"config", "model", "optimizer", "epoch", "step", "history",
+                  "loader_generator", "global_generator"} - set(state)
+        if absent:
+            raise UsageError(f"cannot resume from {path}: it is not a training checkpoint "
+                             f"(no {', '.join(sorted(absent))}); it holds {sorted(state)}")
         changed = {k: (state["config"].get(k), v) for k, v in self.config.items()
                    if k != "epochs" and state["config"].get(k) != v}
         if changed:
-            raise ValueError(f"{path} was written by a different run; (saved, now): {changed}")
+            raise UsageError(f"{path} was written by a different run; (saved, now): {changed}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]

@@ -9,6 +9,7 @@ from tinygrad_norm.nn.norm_ops, which runs the forward and backward kernels.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Sequence
 
 import numpy as np
@@ -81,10 +82,21 @@ def _int_arg(value, what: str, name: str) -> int:
     return int(value)
 
 
+def _as_size(value, what: str) -> int:
+    """An integer argument; a float is refused (int() would truncate 5.5 to 5), as PyTorch
+    refuses it."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, got {value!r} of type "
+                        f"{type(value).__name__}") from None
+
+
 def _normalized(normalized_shape) -> tuple:
     if isinstance(normalized_shape, (int, np.integer)):
         return (int(normalized_shape),)
-    return tuple(int(s) for s in normalized_shape)
+    return tuple(_as_size(s, f"normalized_shape element {i}")
+                 for i, s in enumerate(normalized_shape))
 
 
 def _check_trailing(input: Tensor, normalized_shape: tuple, name: str) -> None:

@@ -359,7 +359,9 @@ class Module:
         is always an error.
         """
         own = self._state_tensors()
-        missing = [k for k in own if k not in state_dict]
+        # as PyTorch's BatchNorm: a checkpoint without num_batches_tracked keeps the own count
+        missing = [k for k in own if k not in state_dict
+                   and k.rsplit(".", 1)[-1] != "num_batches_tracked"]
         unexpected = [k for k in state_dict if k not in own]
         errors, updates = [], []
         for key, tensor in own.items():
@@ -367,6 +369,9 @@ class Module:
                 continue
             try:
                 array = _as_array(state_dict[key])
+                if array.dtype.hasobject:  # None, or a list of objects: not a number at all
+                    raise TypeError(f"got {type(state_dict[key]).__name__}, expected an array "
+                                    f"of shape {tensor.shape}")
                 cast = array.astype(tensor.dtype)
             except (TypeError, ValueError, RuntimeError) as exc:
                 errors.append(f"value for {key!r} can't be converted to {tensor.dtype}: {exc}")

@@ -14,7 +14,12 @@ class Optimizer:
     """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter state.
 
     Subclasses implement `_update(param, grad, state, group)`, which changes `param.data` in place.
+    State is keyed by the parameter itself (hashed by identity), as in PyTorch, so that
+    `copy.deepcopy` of an optimizer maps its state onto the copied parameters.
     """
+
+    # state entries that are counters, not per-element buffers: Python numbers after a reload
+    _scalar_state = frozenset({"step"})
 
     def __init__(self, params: Iterable, defaults: dict) -> None:
         params = list(params)
@@ -23,7 +28,7 @@ class Optimizer:
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
         self.param_groups: list[dict] = []
-        self.state: dict[int, dict] = {}  # keyed by id(param)
+        self.state: dict[Tensor, dict] = {}
         for group in groups:
             self.add_param_group(group)
 
@@ -55,8 +60,9 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state.setdefault(id(p), {})
+                state = self.state.setdefault(p, {})
                 self._update(p, p.grad.data, state, group)
+                p._version_counter.value += 1  # an in-place change, as PyTorch counts it
 
     def _update(self, param: Tensor, grad: np.ndarray, state: dict, group: dict) -> None:
         raise NotImplementedError
@@ -71,8 +77,8 @@ class Optimizer:
         params = self._indexed_params()
         state = {
             i: {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
-                for k, v in self.state[id(p)].items()}
-            for i, p in enumerate(params) if id(p) in self.state
+                for k, v in self.state[p].items()}
+            for i, p in enumerate(params) if p in self.state
         }
         groups, start = [], 0
         for group in self.param_groups:
@@ -98,17 +104,18 @@ class Optimizer:
             param = params[int(index)]
             restored = {}
             for key, value in entry.items():
-                if isinstance(value, np.ndarray) and value.ndim > 0:
+                if isinstance(value, np.ndarray) and key in self._scalar_state:
+                    value = value.item()
+                elif isinstance(value, np.ndarray):
+                    # a buffer updated in place: it must stay an array, 0-d ones included
                     if value.shape != param.shape:
                         raise ValueError(
                             f"optimizer state {key!r} of parameter {index} has shape "
                             f"{value.shape}, expected {param.shape}"
                         )
                     value = np.array(value, dtype=param.dtype, copy=True)
-                elif isinstance(value, np.ndarray):
-                    value = value.item()
                 restored[key] = value
-            new_state[id(param)] = restored
+            new_state[param] = restored
         for saved, ours in zip(groups, self.param_groups):
             for key, value in saved.items():
                 if key != "params":
