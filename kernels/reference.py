@@ -146,7 +146,7 @@ def group_norm_backward(
     inv_std_per_channel = np.repeat(inv_std, channels // num_groups, axis=1)[:, :, None]
     xhat = (x - mean_per_channel) * inv_std_per_channel
     g = dy * _ones_if_none(_as64(weight), channels)[:, None]
-    group_shape = (batch, num_groups, -1)
+    group_shape = (batch, num_groups, n)
     sum_g = g.reshape(group_shape).sum(axis=2)
     sum_g_xhat = (g * xhat).reshape(group_shape).sum(axis=2)
     per_channel = channels // num_groups

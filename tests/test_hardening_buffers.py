@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kernels import cpu, reference
+from kernels.cases import CASES
 from kernels.cpu import buffers
 
 ROWS, COLS = 4, 131072  # 2 MiB of float32: pooled (MIN_BYTES is 1 MiB)
@@ -38,29 +39,18 @@ TAMPERS = [_tamper_shape, _tamper_dtype, _tamper_strides, _tamper_read_only]
 
 
 def _calls(x):
-    """(name, call returning the pooled result) for every kernel output that is pooled."""
-    x3 = x.reshape(ROWS, 4, COLS // 4)
-    ln = cpu.layer_norm_forward(x, None, None, 1e-5)
-    rms = cpu.rms_norm_forward(x, None, 1e-5)
-    gn = cpu.group_norm_forward(x3, 2, None, None, 1e-5)
-    bn = cpu.batch_norm_forward_train(x3, None, None, 1e-5)
-    ones = np.ones(4, x.dtype)  # per channel of x3
-    return [
-        ("layer_norm_forward y", lambda: cpu.layer_norm_forward(x, None, None, 1e-5)[0]),
-        ("layer_norm_backward dx", lambda: cpu.layer_norm_backward(x, x, *ln[1:], None)[0]),
-        ("rms_norm_forward y", lambda: cpu.rms_norm_forward(x, None, 1e-5)[0]),
-        ("rms_norm_backward dx", lambda: cpu.rms_norm_backward(x, x, rms[1], None)[0]),
-        ("group_norm_forward y", lambda: cpu.group_norm_forward(x3, 2, None, None, 1e-5)[0]),
-        ("group_norm_backward dx",
-         lambda: cpu.group_norm_backward(x3, x3, *gn[1:], 2, None)[0]),
-        ("batch_norm_forward_train y",
-         lambda: cpu.batch_norm_forward_train(x3, None, None, 1e-5)[0]),
-        ("batch_norm_forward_eval y",
-         lambda: cpu.batch_norm_forward_eval(x3, ones * 0, ones, None, None, 1e-5)),
-        ("batch_norm_backward dx", lambda: cpu.batch_norm_backward(x3, x3, *bn[1:3], None)[0]),
-        ("batch_norm_backward_eval dx",
-         lambda: cpu.batch_norm_backward_eval(x3, x3, ones * 0, ones, None, 1e-5)[0]),
-    ]
+    """(name, call returning the pooled result) for every kernel output that is pooled: each
+    case's y and dx (kernels/cases.py), on inputs of 2 MiB."""
+    calls = []
+    for case in CASES:
+        shape = x.shape if case.layout == "rows" else (ROWS, 4, COLS // 4)
+        inputs = case.inputs(shape, x.dtype, affine=False)
+        saved = case.run_forward(cpu, inputs)
+        calls += [(f"{case.forward} y", lambda case=case, inputs=inputs:
+                   case.run_forward(cpu, inputs)["y"]),
+                  (f"{case.backward} dx", lambda case=case, inputs=inputs, saved=saved:
+                   case.run_backward(cpu, inputs, saved)[0])]
+    return calls
 
 
 @pytest.mark.parametrize("tamper", TAMPERS, ids=lambda f: f.__name__[8:])
