@@ -1,6 +1,6 @@
 """tinygrad_norm.nn: Module, layers, losses, init and functional, with PyTorch's names."""
 
-from . import functional, init
+from . import functional, init, utils
 from .activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential
 from .conv import Conv2d
@@ -22,8 +22,10 @@ from .normalization import (
 )
 from .parameter import Parameter
 from .pooling import AvgPool2d, MaxPool2d
+from .rnn import GRU, LSTM, RNN, GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 
 __all__ = [
+    "GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "LayerNormLSTMCell", "RNNCell", "utils",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "CrossEntropyLoss",
     "Dropout", "Flatten", "GroupNorm", "Identity", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "LayerNorm", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module",
