@@ -1,6 +1,8 @@
-"""Numba CPU kernels for BatchNorm, LayerNorm, GroupNorm/InstanceNorm and RMSNorm.
+"""Numba CPU kernels for BatchNorm, Batch Renormalization, LayerNorm, GroupNorm/InstanceNorm
+and RMSNorm.
 
-Same names and signatures as `kernels.reference` and `kernels.cuda`. Kernels are
+Same names and signatures as `kernels.reference` and `kernels.cuda` (Batch Renormalization
+is CPU-only). Kernels are
 compiled lazily on first use for the dtype they see and cached on disk
 (`cache=True`); kernels/numba_cache.py decides where (NUMBA_CACHE_DIR, the package,
 ~/.cache, else a temp dir: a read-only install never fails) and invalidates a cached
@@ -25,6 +27,7 @@ from kernels.cpu.batch_norm import (
     batch_norm_forward_eval,
     batch_norm_forward_train,
 )
+from kernels.cpu.batch_renorm import batch_renorm_backward, batch_renorm_forward_train
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
@@ -39,6 +42,8 @@ __all__ = [
     "batch_norm_backward_eval",
     "batch_norm_forward_eval",
     "batch_norm_forward_train",
+    "batch_renorm_backward",
+    "batch_renorm_forward_train",
     "group_norm_backward",
     "group_norm_forward",
     "layer_norm_backward",

@@ -2,6 +2,7 @@
 
 from . import functional, init, utils
 from .activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .batch_renorm import BatchRenorm1d, BatchRenorm2d
 from .container import ModuleList, Sequential
 from .conv import Conv2d
 from .dropout import Dropout
@@ -26,6 +27,7 @@ from .rnn import GRU, LSTM, RNN, GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell
 
 __all__ = [
     "GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "LayerNormLSTMCell", "RNNCell", "utils",
+    "BatchRenorm1d", "BatchRenorm2d",
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "CrossEntropyLoss",
     "Dropout", "Flatten", "GroupNorm", "Identity", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "LayerNorm", "Linear", "LogSoftmax", "MSELoss", "MaxPool2d", "Module",
