@@ -36,7 +36,7 @@ def _add_example_commands(sub) -> None:
     cnn = sub.add_parser("train-cnn", help="train a small CNN on the digits images "
                                            "(examples/train_cnn.py)")
     train_cnn.add_arguments(cnn).set_defaults(run=_example(train_cnn.run))
-    ics = sub.add_parser("ics", help="the internal covariate shift demonstration, parts a-d "
+    ics = sub.add_parser("ics", help="why each normalization exists, demonstrated: parts a-f "
                                      "(examples/ics.py)",
                          description=ics_demo.__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
