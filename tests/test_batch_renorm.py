@@ -162,3 +162,17 @@ def test_schedule_starts_as_batch_norm_and_ramps_linearly():
 def test_bad_input_raises_before_any_kernel(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_float32_large_offset_stays_accurate():
+    """x = 1e4 + 0.01·N(0, 1): the statistics are shifted and kept in float64 between the
+    passes, so the output is as accurate as the data allows (BatchNorm's guarantee)."""
+    rng = np.random.default_rng(3)
+    x = (1e4 + 0.01 * rng.standard_normal((16, 3, 25))).astype(np.float32)
+    running_mean = np.full(3, 1e4, np.float32)
+    running_var = np.full(3, 1e-4, np.float32)
+    ours = cpu.batch_renorm_forward_train(x, running_mean, running_var, None, None, 1e-8, 2.0,
+                                          1.0)[0]
+    expected = reference.batch_renorm_forward_train(x, running_mean, running_var, None, None,
+                                                    1e-8, 2.0, 1.0)[0]
+    np.testing.assert_allclose(ours, expected, atol=2e-3)

@@ -12,7 +12,7 @@ BatchNorm's eval (the running statistics), so it has no kernel of its own here.
 
 The passes are BatchNorm's Numba kernels (kernels/cpu/batch_norm.py): the shifted float64
 statistics pass and the per-channel affine pass; the per-channel arithmetic between them is
-`_finish_renorm`, compiled.
+BatchNorm's `_finish_statistics` (in float64) and `_renorm_coefficients`, compiled.
 """
 
 from __future__ import annotations
@@ -20,34 +20,23 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.cpu import batch_norm, buffers, validation
-from kernels.cpu.stats import jit, sum_partials
+from kernels.cpu.stats import jit
 
 
 @jit
-def _finish_renorm(parts, shift, n, running_mean, running_var, weight, bias, eps, rmax, dmax,
-                   mean, inv_std, var, r, d, scale, offset):
-    """From the partial (sum d, sum d^2) rows: the batch statistics, r and d, and the
-    per-channel scale and offset of the apply pass, y = (x - shift)·scale + offset."""
-    channels = shift.size
-    sums = np.empty((2, channels))
-    sum_partials(parts[0], sums[0])
-    sum_partials(parts[1], sums[1])
-    for c in range(channels):
-        centre = sums[0, c] / n
-        variance = max(sums[1, c] / n - centre * centre, 0.0)
-        inv = 1.0 / np.sqrt(variance + eps)
-        batch_mean = shift[c] + centre
+def _renorm_coefficients(mean, inv_std, var, offset_bn, running_mean, running_var, weight, bias,
+                         eps, rmax, dmax, r, d, scale, offset):
+    """From BatchNorm's float64 statistics (and its offset -centre·inv_std of the apply pass
+    y = (x - shift)·scale + offset, weight 1 and bias 0): r, d, and the renormalized pass's
+    scale inv_std·r·weight and offset bias + weight·d - centre·scale."""
+    for c in range(mean.size):
         sigma = np.sqrt(np.float64(running_var[c]) + eps)
-        r_c = min(max(np.sqrt(variance + eps) / sigma, 1.0 / rmax), rmax)
-        d_c = min(max((batch_mean - running_mean[c]) / sigma, -dmax), dmax)
-        a = inv * r_c * weight[c]
-        mean[c] = batch_mean
-        inv_std[c] = inv
-        var[c] = variance
+        r_c = min(max(np.sqrt(var[c] + eps) / sigma, 1.0 / rmax), rmax)
+        d_c = min(max((mean[c] - running_mean[c]) / sigma, -dmax), dmax)
         r[c] = r_c
         d[c] = d_c
-        scale[c] = a
-        offset[c] = bias[c] + weight[c] * d_c - centre * a
+        scale[c] = inv_std[c] * r_c * weight[c]
+        offset[c] = bias[c] + weight[c] * d_c + offset_bn[c] * r_c * weight[c]
 
 
 def _shifted_sums(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -94,13 +83,17 @@ def batch_renorm_forward_train(
     first = x[0, :, 0]
     shift = np.where(np.isfinite(first), first, 0).astype(x.dtype)
     parts = _shifted_sums(x, shift)
-    mean, inv_std, var, r, d, scale, offset = np.empty((7, channels), x.dtype)
-    _finish_renorm(parts, shift, x.shape[0] * x.shape[2], running_mean, running_var,
-                   batch_norm._ones_if_none(weight, x), batch_norm._zeros_if_none(bias, x),
-                   float(eps), float(rmax), float(dmax), mean, inv_std, var, r, d, scale,
-                   offset)
+    # BatchNorm's statistics in float64: the centre mean - shift must not round to x's dtype
+    stats = np.empty((5, channels))
+    batch_norm._finish_statistics(parts, shift, x.shape[0] * x.shape[2], np.ones(channels),
+                                  np.zeros(channels), float(eps), *stats)
+    mean, inv_std, var, _, offset_bn = stats
+    r, d, scale, offset = np.empty((4, channels), x.dtype)
+    _renorm_coefficients(mean, inv_std, var, offset_bn, running_mean, running_var,
+                         batch_norm._ones_if_none(weight, x), batch_norm._zeros_if_none(bias, x),
+                         float(eps), float(rmax), float(dmax), r, d, scale, offset)
     batch_norm._run_affine(x, shift, scale, offset, y)
-    return y, mean, inv_std, var, r, d
+    return y, mean.astype(x.dtype), inv_std.astype(x.dtype), var.astype(x.dtype), r, d
 
 
 def batch_renorm_backward(

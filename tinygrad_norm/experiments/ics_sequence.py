@@ -168,7 +168,7 @@ def train(norm: str, steps: int, hidden: int, lengths: tuple[int, int], eval_eve
     return result
 
 
-def run(out: Path, steps: int = 250, hidden: int = 24, lengths: tuple[int, int] = (4, 16),
+def run(out: Path, steps: int = 200, hidden: int = 24, lengths: tuple[int, int] = (4, 16),
         long_lengths: tuple[int, int] = (24, 32), eval_every: int = 25, seed: int = 0,
         progress: bool = True) -> dict:
     print(f"\n(e) Ba et al.: LSTM on the adding problem, lengths {lengths[0]}-{lengths[1]} "

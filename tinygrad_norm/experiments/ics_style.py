@@ -147,11 +147,15 @@ def plot(out: Path, models: dict, results: dict, x_test: np.ndarray, adain_resul
                    xticklabels=[f"{a:g},{b:+g}" for a, b in styles], yticks=[4, 13, 22],
                    yticklabels=["input", "BN", "IN"])
     axes[0, 0].set_xlabel("style: contrast, brightness", fontsize=8)
+    shown = [i for i, a in enumerate(CONTRASTS) if a != 1]  # a = 1 is the reference: 0
     for norm, name in NORMS.items():
-        axes[0, 1].plot(CONTRASTS, results[norm]["output_change"]["contrast"], "o-",
+        change = results[norm]["output_change"]["contrast"]
+        axes[0, 1].plot([CONTRASTS[i] for i in shown], [change[i] for i in shown], "o-",
                         label=name)
     axes[0, 1].set(xscale="log", yscale="log", xlabel="contrast a (brightness 0)",
                    ylabel="mean |output - output at a=1|", title="style (in)dependence")
+    axes[0, 1].set_xticks([CONTRASTS[i] for i in shown], [f"{CONTRASTS[i]:g}" for i in shown])
+    axes[0, 1].minorticks_off()
     axes[0, 1].legend(fontsize=8)
     images = adain_result["images"]
     strip = np.concatenate([np.array(images[k]) for k in ("content", "style", "adain")], 1)
