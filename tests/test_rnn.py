@@ -223,3 +223,15 @@ def test_packed_two_layer_lstm_passes_gradcheck():
 def test_bad_input_raises_a_clear_error(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_dropout_between_layers_only_in_training():
+    tn.manual_seed(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, dropout=0.5)
+    plain = nn.LSTM(3, 4, num_layers=2)
+    plain.load_state_dict(lstm.state_dict())
+    x = tn.randn(5, 2, 3)
+    out_train = lstm(x)[0].detach().numpy()
+    lstm.eval()
+    np.testing.assert_array_equal(lstm(x)[0].detach().numpy(), plain(x)[0].detach().numpy())
+    assert np.abs(out_train - plain(x)[0].detach().numpy()).max() > 1e-3

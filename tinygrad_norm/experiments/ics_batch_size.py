@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import nn, optim
 from ..autograd import no_grad
@@ -130,14 +131,19 @@ def run(out: Path, batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32), epochs: 
     data = noisy_digits(train_images, noise)
     errors = {norm: {"eval": [], "train_mode": []} for norm in NORMS}
     noise_model = None
-    for norm in NORMS:
-        for b in batch_sizes:
-            runs = [train_cnn(norm, data, b, epochs, base_lr, noise, channels, seed + s)
-                    for s in range(seeds)]
-            for kind in errors[norm]:
-                errors[norm][kind].append([r[1][kind] for r in runs if kind in r[1]])
-            if norm == "batch" and b == max(batch_sizes):
-                noise_model = runs[0][0]
+    with tqdm(total=len(NORMS) * len(batch_sizes) * seeds, disable=not progress, leave=False,
+              desc="CNN runs") as bar:
+        for norm in NORMS:
+            for b in batch_sizes:
+                runs = []
+                for s in range(seeds):
+                    runs.append(train_cnn(norm, data, b, epochs, base_lr, noise, channels,
+                                          seed + s))
+                    bar.update()
+                for kind in errors[norm]:
+                    errors[norm][kind].append([r[1][kind] for r in runs if kind in r[1]])
+                if norm == "batch" and b == max(batch_sizes):
+                    noise_model = runs[0][0]
     errors = {n: {k: v for k, v in e.items() if any(v)} for n, e in errors.items()}
     stats_noise = statistics_noise(noise_model, data[0] + noise * np.random.default_rng(
         seed).standard_normal(data[0].shape).astype(np.float32), batch_sizes)

@@ -20,9 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import nn, optim
 from ..autograd import no_grad
+from ..nn.rnn import lstm_cell_update
 from ..random import manual_seed
 from ..tensor import Tensor, zeros
 from .results import figure, format_table, save_figure
@@ -68,8 +70,6 @@ class BatchNormLSTMCell(nn.LSTMCell):
                 + self._norm(self.bn_hh)(nn.functional.linear(h, self.weight_hh)))
 
     def _update(self, gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        from ..nn.rnn import lstm_cell_update
-
         return lstm_cell_update(gates, c, self._norm(self.bn_c))
 
 
@@ -150,7 +150,8 @@ def train(norm: str, steps: int, hidden: int, lengths: tuple[int, int], eval_eve
     model = Regressor(norm, hidden, lengths[1])
     optimizer = optim.Adam(model.parameters(), lr=0.01)
     trace = {"step": [], "test_mse": [], "train_loss": []}
-    for step in range(1, steps + 1):
+    for step in tqdm(range(1, steps + 1), disable=not progress, leave=False,
+                     desc=f"LSTM {norm}"):
         x, batch_lengths, targets = adding_problem(rng, 32, *lengths)
         optimizer.zero_grad()
         loss = ((model(Tensor(x), batch_lengths) - Tensor(targets)) ** 2).mean()

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import nn, optim
 from ..autograd import no_grad
@@ -71,12 +72,13 @@ def predict(model: nn.Module, images: np.ndarray, train_mode: bool = False) -> n
     return out
 
 
-def train(norm: str, x_train: np.ndarray, steps: int, channels: int, seed: int) -> nn.Module:
+def train(norm: str, x_train: np.ndarray, steps: int, channels: int, seed: int,
+          progress: bool) -> nn.Module:
     manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = make_generator(norm, channels)
     optimizer = optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(steps):
+    for _ in tqdm(range(steps), disable=not progress, leave=False, desc=f"generator {norm}"):
         clean = x_train[rng.integers(0, len(x_train), 32)]
         optimizer.zero_grad()
         loss = ((model(Tensor(restyle(clean, *random_styles(rng, 32)))) - Tensor(clean))
@@ -170,7 +172,7 @@ def run(out: Path, steps: int = 300, channels: int = 16, seed: int = 0,
           f"(0.25-4) and brightness (-1..1), {steps} Adam steps, with BatchNorm and "
           f"InstanceNorm; AdaIN (Huang & Belongie)")
     x_train, _, x_test, _ = load_digits(seed=0, images=True)
-    models = {norm: train(norm, x_train, steps, channels, seed) for norm in NORMS}
+    models = {norm: train(norm, x_train, steps, channels, seed, progress) for norm in NORMS}
     results = {norm: measure(model, x_test, np.random.default_rng(seed + 1))
                for norm, model in models.items()}
     rows = [["test MSE (random styles)", *(r["test_mse"] for r in results.values())]]
