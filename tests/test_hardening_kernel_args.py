@@ -6,7 +6,7 @@ spy: a refused call must raise TypeError/ValueError naming the argument and must
 reached any dispatcher; an accepted call must hand the dispatchers only C-contiguous arrays of
 x's dtype (or float64 scratch).
 
-Audit (kernels/cpu/*.py, every public name): kernels.cpu exports exactly the ten wrappers below,
+Audit (kernels/cpu/*.py, every public name): kernels.cpu exports exactly the twelve wrappers below,
 and each validates all of its arguments with kernels/cpu/validation.py before allocating or
 dispatching. The jitted helpers in stats.py (shifted_moments, shifted_sums, gradient_sums,
 weighted_gradient_sums, sum_partials, chunk_bounds) are building blocks that take already
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from kernels import cpu
-from kernels.cpu import batch_norm, group_norm, layer_norm, rms_norm, stats
+from kernels.cpu import batch_norm, batch_renorm, group_norm, layer_norm, rms_norm, stats
 
-KERNEL_MODULES = (batch_norm, group_norm, layer_norm, rms_norm, stats)
+KERNEL_MODULES = (batch_norm, batch_renorm, group_norm, layer_norm, rms_norm, stats)
 OPTIONAL = {"weight", "bias"}  # None means "no affine"; every other array is required
 SHAPE = (4, 6, 5)  # (N, C, S); LayerNorm/RMSNorm take (N, C)
 GROUPS = 3
@@ -45,7 +45,7 @@ def _valid_arguments(name: str, dtype, shape=SHAPE) -> dict:
         x, dy = x3, rng.standard_normal(shape).astype(dtype)
     args = {"x": x, "dy": dy, "weight": vec, "bias": vec.copy(), "eps": 1e-5,
             "num_groups": GROUPS, "running_mean": vec * 0.1,
-            "running_var": np.abs(vec) + 0.5}
+            "running_var": np.abs(vec) + 0.5, "rmax": 2.0, "dmax": 1.0}
     forward_stats = {
         "layer_norm_backward": lambda: cpu.layer_norm_forward(x, vec, None, 1e-5)[1:3],
         "group_norm_backward": lambda: cpu.group_norm_forward(x, GROUPS, vec, None, 1e-5)[1:3],
@@ -53,6 +53,9 @@ def _valid_arguments(name: str, dtype, shape=SHAPE) -> dict:
     }
     if name in forward_stats:
         args["mean"], args["inv_std"] = forward_stats[name]()
+    if name == "batch_renorm_backward":
+        _, args["mean"], args["inv_std"], _, args["r"], args["d"] = cpu.batch_renorm_forward_train(
+            x, args["running_mean"], args["running_var"], vec, None, 1e-5, 2.0, 1.0)
     if name == "rms_norm_backward":
         args["inv_rms"] = cpu.rms_norm_forward(x, vec, 1e-5)[1]
     parameters = inspect.signature(getattr(cpu, name)).parameters
@@ -89,6 +92,8 @@ def _bad_arrays(name: str, array: np.ndarray) -> dict:
 BAD_SCALARS = {
     "eps": [-1.0, float("nan"), float("inf"), "1e-5", None, True, 1e-5j],
     "num_groups": [0, -1, 4, 1.5, "3", None, True, np.float64(3.0)],
+    "rmax": [0.5, float("nan"), float("inf"), "2", None, True],
+    "dmax": [-1.0, float("nan"), float("inf"), "1", None, True],
 }
 
 
