@@ -70,6 +70,7 @@ def _large_calls():
     _, inv_rms = cpu.rms_norm_forward(x2, w2, 1e-5)
     _, mg, rg = cpu.group_norm_forward(x3, 2, w3, w3, 1e-5)
     _, mb, rb, _ = cpu.batch_norm_forward_train(x3, w3, w3, 1e-5)
+    _, mr, rr, _, r, d = cpu.batch_renorm_forward_train(x3, mb + 0.1, w3, w3, w3, 1e-5, 2.0, 1.0)
     return {
         "layer_norm_forward": lambda: cpu.layer_norm_forward(x2, w2, w2, 1e-5),
         "layer_norm_backward": lambda: cpu.layer_norm_backward(dy2, x2, m2, r2, w2),
@@ -82,6 +83,9 @@ def _large_calls():
         "batch_norm_backward": lambda: cpu.batch_norm_backward(dy3, x3, mb, rb, w3),
         "batch_norm_backward_eval":
             lambda: cpu.batch_norm_backward_eval(dy3, x3, mb, w3, w3, 1e-5),
+        "batch_renorm_forward_train":
+            lambda: cpu.batch_renorm_forward_train(x3, mb + 0.1, w3, w3, w3, 1e-5, 2.0, 1.0),
+        "batch_renorm_backward": lambda: cpu.batch_renorm_backward(dy3, x3, mr, rr, r, d, w3),
     }
 
 
