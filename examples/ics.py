@@ -1,4 +1,4 @@
-"""examples/ics.py: the internal covariate shift demonstration, parts a-d (--all: every part).
+"""examples/ics.py: the internal covariate shift demonstration, parts a-f (--all: every part).
 
 The code lives in tinygrad_norm.experiments.ics_demo, so `tinygrad-norm ics` runs the same
 thing from any folder.

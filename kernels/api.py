@@ -47,6 +47,10 @@ ROLES = {
     "sum_dy": "BatchNorm split: per-channel sum of dy over all the data, float64 (C,)",
     "sum_dy_xmu": "BatchNorm split: per-channel sum of dy·(x - mean) over all the data",
     "count": "BatchNorm split: elements per channel over all the data (all processes)",
+    "rmax": "Batch Renormalization: r is clipped to [1/rmax, rmax]",
+    "dmax": "Batch Renormalization: d is clipped to [-dmax, dmax]",
+    "r": "Batch Renormalization: sigma_B/sigma per channel, clipped (a constant for backward)",
+    "d": "Batch Renormalization: (mu_B - mu)/sigma per channel, clipped (a constant too)",
 }
 
 
@@ -91,6 +95,12 @@ KERNELS = (
     Kernel("batch_norm_input_gradient", ("dy", "x", "mean", "inv_std", "weight", "sum_dy",
                                          "sum_dy_xmu", "count"), ("dx",), "ncs",
            ("reference", "cpu")),
+    # Batch Renormalization (Ioffe 2017): BatchNorm corrected toward the running statistics
+    Kernel("batch_renorm_forward_train", ("x", "running_mean", "running_var", "weight", "bias",
+                                          "eps", "rmax", "dmax"),
+           ("y", "mean", "inv_std", "var", "r", "d"), "ncs", ("reference", "cpu")),
+    Kernel("batch_renorm_backward", ("dy", "x", "mean", "inv_std", "r", "d", "weight"),
+           ("dx", "dweight", "dbias"), "ncs", ("reference", "cpu")),
     # AlexNet's cross-channel normalization: no statistics, no parameters; no CUDA kernel yet
     Kernel("local_response_norm_forward", ("x", "size", "alpha", "beta", "k"), ("y", "scale"),
            "ncs", ("reference", "cpu")),

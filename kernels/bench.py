@@ -165,7 +165,7 @@ def time_case(device: Device, case, shape: tuple, repeat: int, copy: float) -> l
     ours = (lambda: case.run_forward(device.kernels, inputs),
             lambda: case.run_backward(device.kernels, inputs, saved))
     theirs = (None, None)
-    if device.torch is not None:
+    if device.torch is not None and case.torch_twin is not None:
         tensors = torch_tensors(device.torch, inputs, "cpu" if device.name == "cpu" else "cuda")
         theirs = case.torch_twin(device.torch, tensors, True)
     elements = int(np.prod(shape))

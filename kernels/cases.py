@@ -33,7 +33,8 @@ class NormCase:
     forward: str  # kernel names in kernels/api.py
     backward: str
     traffic: tuple[int, int]  # (forward, backward) minimum bytes per element / element size
-    torch_twin: Callable  # (torch, tensors: dict, affine: bool) -> (forward(), backward())
+    torch_twin: Callable | None  # (torch, tensors, affine) -> (forward(), backward()); None:
+    # PyTorch has no such layer
     groups: Callable[[int], int] | None = None  # num_groups for C channels (GN, IN)
     scalars: tuple = ()  # further (name, value) arguments (LocalResponseNorm's size, ...)
 
@@ -195,6 +196,9 @@ CASES = (
              _batch_norm_twin),
     NormCase("BatchNorm eval", "batch_norm_forward_eval", "batch_norm_backward_eval", (2, 3),
              _batch_norm_eval_twin),
+    # BatchNorm's passes with r and d from the running statistics; no PyTorch twin
+    NormCase("BatchRenorm", "batch_renorm_forward_train", "batch_renorm_backward", (3, 5), None,
+             scalars=(("rmax", 2.0), ("dmax", 1.0))),
     # reads x, writes y and the saved scale; backward reads dy, x and scale, writes dx
     NormCase("LocalResponseNorm", "local_response_norm_forward", "local_response_norm_backward",
              (3, 4), _local_response_norm_twin,

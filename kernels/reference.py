@@ -316,3 +316,52 @@ def local_response_norm_backward(
     t = dy * x * scale ** (-beta - 1)
     return dy * scale**-beta - 2 * alpha * beta / size * x * _channel_window_sums(
         t, (size - 1) // 2, size // 2)
+
+
+def _renorm_corrections(mean, var, running_mean, running_var, eps, rmax, dmax):
+    """Ioffe (2017): r = clip(sigma_B / sigma, 1/rmax, rmax), d = clip((mu_B - mu) / sigma,
+    -dmax, dmax), sigma_B = sqrt(var + eps), mu and sigma = sqrt(running_var + eps) the running
+    estimates."""
+    sigma = np.sqrt(_as64(running_var) + eps)
+    r = np.clip(np.sqrt(var + eps) / sigma, 1.0 / rmax, rmax)
+    d = np.clip((mean - _as64(running_mean)) / sigma, -dmax, dmax)
+    return r, d
+
+
+def batch_renorm_forward_train(
+    x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
+    weight: np.ndarray | None, bias: np.ndarray | None, eps: float, rmax: float, dmax: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Batch Renormalization (training) of x (N, C, S), per channel over N and S:
+    y = (xhat·r + d)·weight + bias, xhat = (x - mu_B)·rsqrt(var_B + eps), r and d from
+    `_renorm_corrections` (constants for the gradient). Returns (y, mean, inv_std, var, r, d),
+    each statistic (C,), var biased."""
+    x = _as64(x)
+    channels = x.shape[1]
+    sets = x.transpose(1, 0, 2).reshape(channels, -1)
+    mean, inv_std = _moments(sets, eps)
+    var = _mean((sets - mean[:, None]) ** 2, axis=1)
+    r, d = _renorm_corrections(mean, var, running_mean, running_var, eps, rmax, dmax)
+    xhat = (x - mean[:, None]) * inv_std[:, None] * r[:, None] + d[:, None]
+    weight = _ones_if_none(_as64(weight), channels)[:, None]
+    bias = _zeros_if_none(_as64(bias), channels)[:, None]
+    return xhat * weight + bias, mean, inv_std, var, r, d
+
+
+def batch_renorm_backward(
+    dy: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, r: np.ndarray,
+    d: np.ndarray, weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch Renormalization (training) backward with r, d held constant (Ioffe 2017, the
+    stop_gradient of Algorithm 1): with xhat = (x - mu_B)·r_B,
+    dx = (weight·r·r_B/n)·(n·dy - sum(dy) - xhat·sum(dy·xhat));
+    dweight = r·sum(dy·xhat) + d·sum(dy); dbias = sum(dy)."""
+    dy, x, mean, inv_std, r, d = map(_as64, (dy, x, mean, inv_std, r, d))
+    batch, channels, spatial = x.shape
+    n = batch * spatial
+    xhat = (x - mean[:, None]) * inv_std[:, None]
+    sum_dy_xhat = (dy * xhat).sum(axis=(0, 2))
+    dbias = dy.sum(axis=(0, 2))
+    scale = (_ones_if_none(_as64(weight), channels) * r * inv_std)[:, None]
+    dx = scale / n * (n * dy - dbias[:, None] - xhat * sum_dy_xhat[:, None]) if n else dy
+    return dx, r * sum_dy_xhat + d * dbias, dbias

@@ -87,14 +87,18 @@ def test_resume_refuses_a_checkpoint_of_a_different_run(tmp_path):
 
 def test_ics_demo_parts_write_tables_json_and_plots(tmp_path, capsys):
     ics_demo.main([
-        "a", "b", "c", "d", "--out", str(tmp_path), "--no-progress",
+        "a", "b", "c", "d", "e", "f", "--out", str(tmp_path), "--no-progress",
         "--stack-depth", "40", "--normal-init-epochs", "1",
         "--sigmoid-steps", "40", "--sigmoid-eval-every", "20",
-        "--batch-sizes", "4", "32", "--batch-size-epochs", "1",
+        "--batch-sizes", "2", "8", "--batch-size-epochs", "1", "--batch-size-seeds", "2",
+        "--batch-size-images", "48", "--batch-size-channels", "4",
         "--shift-epochs", "1", "--shift-every", "10",
+        "--sequence-steps", "4", "--sequence-hidden", "4", "--sequence-eval-every", "2",
+        "--style-steps", "5", "--style-channels", "4",
     ])
-    for name in ("scale", "sigmoid", "batch_size", "shift"):
+    for name in ("scale", "sigmoid", "batch_size", "shift", "sequence", "style"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0, name
+        assert json.loads((tmp_path / f"{name}.json").read_text())["cpu_seconds"] > 0, name
     out = capsys.readouterr().out
     assert "overflow float32 at layer" in out and str(tmp_path.resolve()) in out
 
@@ -115,14 +119,47 @@ def test_ics_demo_parts_write_tables_json_and_plots(tmp_path, capsys):
                                                               trace["p85"]))
 
     batch_size = json.loads((tmp_path / "batch_size.json").read_text())
-    assert batch_size["batch_sizes"] == [4, 32]
-    for errors in batch_size["test_error"].values():
-        assert len(errors) == 2 and all(0 <= e <= 1 for e in errors)
+    assert batch_size["batch_sizes"] == [2, 8]
+    assert set(batch_size["test_error"]) == {"batch", "group", "renorm"}
+    for norm, errors in batch_size["test_error"].items():
+        assert set(errors) == ({"eval"} if norm == "group" else {"eval", "train_mode"})
+        for per_batch_size in errors.values():
+            assert len(per_batch_size) == 2 and all(len(seeds) == 2 for seeds in per_batch_size)
+            assert all(0 <= e <= 1 for seeds in per_batch_size for e in seeds)
+    noise = batch_size["statistics_noise"]
+    assert len(noise["mean"]) == len(noise["var"]) == 3  # one row per BatchNorm layer
+    for rows in noise.values():
+        # a batch of 2 estimates the statistics worse than a batch of 8 (~2x: 1/sqrt(batch))
+        assert all(row[0] > row[1] > 0 for row in rows)
 
     shift = json.loads((tmp_path / "shift.json").read_text())
     assert shift["layers"] == ["Linear 2", "Linear 3", "Linear 4"]
     for means in shift["mean"].values():
         assert all(math.isfinite(v) and v >= 0 for m in means.values() for v in m)
+    for smoothness in shift["smoothness"].values():
+        assert all(math.isfinite(v) and v > 0 for v in smoothness.values())
+
+    sequence = json.loads((tmp_path / "sequence.json").read_text())["norms"]
+    for result in sequence.values():
+        assert result["trace"]["step"] == [2, 4]
+        assert all(0 < result[k] < 10 for k in ("mse_in_range", "mse_longer"))
+    # per-sample computations do not see the batch; per-step BatchNorm does
+    assert sequence["none"]["batch_dependence"] < 1e-5
+    assert sequence["layer"]["batch_dependence"] < 1e-5
+    assert sequence["batch"]["batch_dependence"] > 1e-3
+    assert not sequence["batch"]["batch_of_one"]["works"]
+    assert "more than 1 value" in sequence["batch"]["batch_of_one"]["error"]
+    assert sequence["layer"]["batch_of_one"]["max_difference"] < 1e-5
+
+    style = json.loads((tmp_path / "style.json").read_text())
+    batch_norm, instance_norm = style["norms"]["batch"], style["norms"]["instance"]
+    assert max(instance_norm["output_change"]["brightness"]) < 1e-4  # removed exactly
+    assert instance_norm["batch_dependence"] < 1e-6 < batch_norm["batch_dependence"]
+    for kind in ("contrast", "brightness"):
+        assert sum(instance_norm["output_change"][kind]) < sum(batch_norm["output_change"][kind])
+    adain = style["adain"]
+    assert adain["feature_mean_error"] < 1e-4
+    np.testing.assert_allclose(adain["pixel_mean_std"], adain["style_mean_std"], rtol=1e-3)
 
 
 def test_activation_recorder_records_a_units_percentiles_and_unhooks():

@@ -29,7 +29,8 @@ from kernels import api
 from kernels.cases import BY_NAME, CASES
 
 KERNEL_MODULES = {
-    "cpu": ("batch_norm", "group_norm", "layer_norm", "local_response_norm", "rms_norm", "stats"),
+    "cpu": ("batch_norm", "batch_renorm", "group_norm", "layer_norm", "local_response_norm",
+            "rms_norm", "stats"),
     "cuda": ("batch_norm", "group_norm", "layer_norm", "rms_norm", "helpers"),
 }
 OPTIONAL = {"weight", "bias"}  # None means "no affine"; every other array is required
@@ -48,6 +49,8 @@ BAD_SCALARS = {
     "beta": ["0.75", None, True],
     "k": ["1", None, True],
     "count": [0, -1, 1.5, "3", None, True],
+    "rmax": [0.5, float("nan"), float("inf"), "2", None, True],
+    "dmax": [-1.0, float("nan"), float("inf"), "1", None, True],
 }
 
 

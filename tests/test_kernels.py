@@ -78,7 +78,7 @@ def check_case(backend: str, case, shape: tuple, num_groups, dtype, affine: bool
     scale = _backward_atol_scale(forward)
     for name, ours, theirs in zip(api.BY_NAME[case.backward].returns, grads, expected):
         assert_close(ours, theirs, dtype, f"{what} backward {name}", atol_scale=scale)
-    if not check_mask:
+    if not check_mask or "param_grads" not in api.BY_NAME[case.backward].arguments:
         return
     without = on_host(case.run_backward(kernels, device_inputs, forward, param_grads=False))
     assert all(g is None for g in without[1:]), f"{what}: param_grads=False returned sums"

@@ -47,7 +47,7 @@ def _add_example_commands(sub) -> None:
                          description=train_ddp.__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     train_ddp.add_arguments(ddp).set_defaults(run=_example(train_ddp.run))
-    ics = sub.add_parser("ics", help="the internal covariate shift demonstration, parts a-d "
+    ics = sub.add_parser("ics", help="why each normalization exists, demonstrated: parts a-f "
                                      "(examples/ics.py)",
                          description=ics_demo.__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)

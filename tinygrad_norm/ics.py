@@ -7,6 +7,8 @@
   "How does batch normalization help optimization?"): for each layer, how much its gradient and
   its input distribution change when only the layers before it take their gradient step. A
   layer whose input keeps its distribution sees the same problem after its predecessors move.
+- `loss_landscape` measures the smoothness Santurkar et al. credit instead (their Fig. 4): along
+  the gradient, how much the loss and the gradient change over a range of step sizes.
 """
 
 from __future__ import annotations
@@ -75,19 +77,21 @@ class ActivationRecorder:
 
 
 def _layer_gradients(model: nn.Sequential, layers: list[int], loss_fn: Callable, x: Tensor,
-                     y: Tensor) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-    """Gradients of every parameter, and the input each measured layer saw, for one batch."""
+                     y: Tensor) -> tuple[list[np.ndarray], dict[int, np.ndarray], float]:
+    """Gradients of every parameter, the input each measured layer saw, and the loss, for one
+    batch."""
     inputs: dict[int, np.ndarray] = {}
     handles = [model[i].register_forward_hook(
         lambda module, args, output, i=i: inputs.__setitem__(i, args[0].detach().data.copy()))
         for i in layers]
     model.zero_grad()
-    loss_fn(model(x), y).backward()
+    loss = loss_fn(model(x), y)
+    loss.backward()
     for handle in handles:
         handle.remove()
     grads = [np.zeros_like(p.data) if p.grad is None else p.grad.data.copy()
              for p in model.parameters()]
-    return grads, inputs
+    return grads, inputs, loss.item()
 
 
 def _input_shift(before: np.ndarray, after: np.ndarray) -> float:
@@ -117,7 +121,7 @@ def covariate_shift(model: nn.Sequential, loss_fn: Callable, x: Tensor, y: Tenso
     saved = model.state_dict()
     params = list(model.parameters())
     owner = {id(p): i for i, module in enumerate(model) for p in module.parameters()}
-    grads, inputs = _layer_gradients(model, layers, loss_fn, x, y)
+    grads, inputs, _ = _layer_gradients(model, layers, loss_fn, x, y)
     results = []
     for i in layers:
         weight_index = next(k for k, p in enumerate(params) if p is model[i].weight)
@@ -125,7 +129,7 @@ def covariate_shift(model: nn.Sequential, loss_fn: Callable, x: Tensor, y: Tenso
             for p, g in zip(params, grads):
                 if owner[id(p)] < i:
                     p.data -= lr * g
-        new_grads, new_inputs = _layer_gradients(model, [i], loss_fn, x, y)
+        new_grads, new_inputs, _ = _layer_gradients(model, [i], loss_fn, x, y)
         model.load_state_dict(saved)
         before, after = grads[weight_index].ravel(), new_grads[weight_index].ravel()
         norm_product = np.linalg.norm(before) * np.linalg.norm(after)
@@ -138,3 +142,33 @@ def covariate_shift(model: nn.Sequential, loss_fn: Callable, x: Tensor, y: Tenso
     model.load_state_dict(saved)
     model.zero_grad()
     return results
+
+
+def loss_landscape(model: nn.Module, loss_fn: Callable, x: Tensor, y: Tensor,
+                   step_sizes: Sequence[float]) -> dict:
+    """Santurkar et al. (2018), Fig. 4, at the model's current parameters w and batch (x, y):
+    with g = grad L(w), for every step size eta the loss L(w - eta g) and the gradient
+    grad L(w - eta g). Returns {"losses": [...], "loss_range": max - min of the losses
+    (eta = 0 included; their "loss landscape"), "gradient_change": max over eta of
+    ||grad L(w - eta g) - g|| (their "gradient predictiveness": small is predictive),
+    "beta": max over eta of that change / ||eta g|| (their "effective beta-smoothness")}.
+    The model (parameters and running statistics) is left exactly as it was."""
+    saved = model.state_dict()
+    params = list(model.parameters())
+    grads, _, loss = _layer_gradients(model, [], loss_fn, x, y)
+    flat = np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+    losses, changes, betas = [loss], [], []
+    for eta in step_sizes:
+        model.load_state_dict(saved)
+        with no_grad():
+            for p, g in zip(params, grads):
+                p.data -= eta * g
+        new_grads, _, new_loss = _layer_gradients(model, [], loss_fn, x, y)
+        change = np.linalg.norm(np.concatenate([g.ravel() for g in new_grads]) - flat)
+        losses.append(new_loss)
+        changes.append(float(change))
+        betas.append(float(change / (eta * np.linalg.norm(flat) + 1e-30)))
+    model.load_state_dict(saved)
+    model.zero_grad()
+    return {"losses": losses, "loss_range": float(max(losses) - min(losses)),
+            "gradient_change": max(changes), "beta": max(betas)}

@@ -6,6 +6,11 @@ covariate_shift` lets the layers before each Linear take one SGD step and report
 Linear's input moved (change of each input unit's mean, in units of its std) and how much its
 gradient changed, ||G' - G|| / ||G|| (Santurkar et al., 2018). The first Linear reads the data,
 which never moves, so the table starts at the second.
+
+At the same steps, `tinygrad_norm.ics.loss_landscape` measures Santurkar et al.'s Fig. 4: along
+the gradient, over step sizes from 1/4 to 4 times the learning rate, the range of the loss
+("loss landscape"), the largest change of the gradient ("gradient predictiveness") and that
+change per unit of step ("effective beta-smoothness").
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import nn
-from ..ics import covariate_shift
+from ..ics import covariate_shift, loss_landscape
 from ..tensor import Tensor
 from .classify import build_trainer
 from .models import make_mlp
@@ -23,6 +28,8 @@ from .results import figure, format_table, save_figure
 
 NORMS = ("none", "batch", "layer")
 MEASURES = ("input_shift", "grad_change")
+SMOOTHNESS = ("loss_range", "gradient_change", "beta")
+STEP_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def train_and_measure(norm: str, epochs: int, measure_every: int, lr: float, seed: int,
@@ -33,7 +40,7 @@ def train_and_measure(norm: str, epochs: int, measure_every: int, lr: float, see
     x, y = trainer.loader.dataset[np.arange(256)]
     batch = Tensor(np.ascontiguousarray(x)), Tensor(np.ascontiguousarray(y))
     loss_fn = nn.CrossEntropyLoss()
-    trace: dict = {"step": [], **{m: [] for m in MEASURES}}
+    trace: dict = {"step": [], **{m: [] for m in MEASURES + SMOOTHNESS}}
 
     def measure(step: int) -> None:
         if step % measure_every:
@@ -43,6 +50,10 @@ def train_and_measure(norm: str, epochs: int, measure_every: int, lr: float, see
         trace["step"].append(step)
         for m in MEASURES:
             trace[m].append([s[m] for s in shifts])
+        landscape = loss_landscape(trainer.model, loss_fn, *batch,
+                                   [lr * k for k in STEP_MULTIPLIERS])
+        for m in SMOOTHNESS:
+            trace[m].append(landscape[m])
 
     measure(0)
     history = trainer.fit(epochs, progress=progress, log=lambda line: None, on_step=measure)
@@ -64,8 +75,19 @@ def run(out: Path, epochs: int = 4, measure_every: int = 5, lr: float = 0.05, se
     print(format_table(["norm", "layer", "input shift (std units)", "gradient change"], rows))
     print(format_table(["norm", "final test accuracy"],
                        [[norm, t["test_accuracy"]] for norm, t in traces.items()]))
+    # means over the whole run and over its second half: early on, before an unnormalized
+    # network leaves its initial plateau, every gradient is small
+    smoothness = {norm: {m: float(np.mean(t[m])) for m in SMOOTHNESS}
+                  for norm, t in traces.items()}
+    late = {norm: {m: float(np.mean(t[m][len(t[m]) // 2:])) for m in SMOOTHNESS}
+            for norm, t in traces.items()}
+    print(f"Santurkar et al. Fig. 4, along the gradient with steps {STEP_MULTIPLIERS} x lr "
+          f"(means over training | over its second half):")
+    print(format_table(["norm", "loss range", "max gradient change", "effective beta"],
+                       [[norm, *(f"{s[m]:.3g} | {late[norm][m]:.3g}" for m in SMOOTHNESS)]
+                        for norm, s in smoothness.items()]))
 
-    fig, axes = figure(1, 3, width=3.6, height=3.2)
+    fig, axes = figure(2, 3, width=3.6, height=3.2)
     for norm, trace in traces.items():
         axes[0, 0].plot(trace["step"], np.array(trace["input_shift"])[:, -1], label=norm)
     axes[0, 0].set(xlabel="training step", ylabel="input shift (std units)", yscale="log",
@@ -78,6 +100,14 @@ def run(out: Path, epochs: int = 4, measure_every: int = 5, lr: float = 0.05, se
             ax.bar(np.arange(len(layers)) + k * width, means[norm][m], width, label=norm)
         ax.set_xticks(np.arange(len(layers)) + width, layers)
         ax.set(ylabel=label, yscale="log", title=label)
+    titles = {"loss_range": "loss landscape: range of L", "gradient_change":
+              "gradient predictiveness: max ||g'-g||", "beta": "effective beta-smoothness"}
+    for ax, m in zip(axes[1], SMOOTHNESS):
+        for norm, trace in traces.items():
+            ax.plot(trace["step"], trace[m], label=norm)
+        ax.set(xlabel="training step", yscale="log", title=titles[m])
+    axes[1, 0].legend(fontsize=8)
     save_figure(fig, out / "shift.png")
     return {"epochs": epochs, "measure_every": measure_every, "lr": lr, "layers": layers,
-            "mean": means, "traces": traces}
+            "step_multipliers": list(STEP_MULTIPLIERS), "mean": means,
+            "smoothness": smoothness, "smoothness_second_half": late, "traces": traces}
