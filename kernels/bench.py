@@ -221,7 +221,8 @@ def kernel_table(device: Device, sizes: list[str], repeat: int) -> list[dict]:
 # ------------------------------------------------------------------ CPU-only measurements
 
 
-def _median_seconds(fn: Callable, repeat: int) -> float:
+def median_seconds(fn: Callable, repeat: int) -> float:
+    """Median wall time of fn() over `repeat` calls, after one warm-up call."""
     fn()
     times = []
     for _ in range(repeat):
@@ -248,8 +249,8 @@ def crossover(repeat: int) -> None:
     print(f"{'elements':>10s} {'serial us':>10s} {'parallel us':>12s}")
     for elements in (4096, 16384, 65536, 262144, 1048576):
         serial, parallel = _layer_norm_drivers(elements)
-        print(f"{elements:10d} {_median_seconds(serial, repeat) * 1e6:10.1f} "
-              f"{_median_seconds(parallel, repeat) * 1e6:12.1f}")
+        print(f"{elements:10d} {median_seconds(serial, repeat) * 1e6:10.1f} "
+              f"{median_seconds(parallel, repeat) * 1e6:12.1f}")
 
 
 def latency(repeat: int) -> dict:
@@ -266,7 +267,7 @@ def latency(repeat: int) -> dict:
     calls = {"small (64x64)": lambda: cpu.layer_norm_forward(small, None, None, 1e-5),
              "just parallel": lambda: cpu.layer_norm_forward(just_parallel, None, None, 1e-5)}
     calls["parallel then small"] = lambda: (calls["just parallel"](), calls["small (64x64)"]())
-    results = {name: _median_seconds(call, repeat) * 1e6 for name, call in calls.items()}
+    results = {name: median_seconds(call, repeat) * 1e6 for name, call in calls.items()}
     for name, us in results.items():
         print(f"{name:22s} {us:9.1f} us")
     return results

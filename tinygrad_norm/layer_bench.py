@@ -8,10 +8,9 @@ torch column is empty.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+
+from kernels.bench import median_seconds
 
 from . import nn
 from .tensor import Tensor
@@ -28,16 +27,7 @@ LAYERS = [
 
 
 def _step_seconds(layer, make_input, upstream, repeat: int) -> float:
-    def step():
-        layer(make_input()).backward(upstream)
-
-    step()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: layer(make_input()).backward(upstream), repeat)
 
 
 def compare(repeat: int = 50) -> list[dict]:

@@ -7,17 +7,12 @@ import argparse
 import math
 from pathlib import Path
 
+from kernels.bench import positive_int  # noqa: F401  (the same rule for every count)
+
 
 class UsageError(ValueError):
     """A request that parsed but cannot be carried out (e.g. --resume without a training
     checkpoint); the CLI prints it on one line and exits 2."""
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
 
 
 def non_negative_int(text: str) -> int:
