@@ -5,7 +5,7 @@ kernels/api.py declares, as in `kernels.cpu` and `kernels.cuda`; results are alw
 float64, whatever the input dtype. A backward with param_grads=False returns None for
 dweight and dbias, as the kernels do.
 
-Notation (KERNELS.md): a *set* is what one mean and variance are taken over,
+Notation (kernels/README.md): a *set* is what one mean and variance are taken over,
 mu = mean(set), var = mean((x - mu)^2) (biased), r = 1/sqrt(var + eps),
 xhat = (x - mu)·r, y = gamma·xhat + beta, g = dy·gamma, n = elements per set.
 Statistics of an empty set are NaN, as in PyTorch.

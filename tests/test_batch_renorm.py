@@ -147,7 +147,7 @@ def test_schedule_starts_as_batch_norm_and_ramps_linearly():
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda: nn.BatchRenorm1d(3)(tn.randn(1, 3)), ValueError, "more than 1 value"),
-    (lambda: nn.BatchRenorm2d(3)(tn.randn(2, 4, 2, 2)), ValueError, "expected 3 channels"),
+    (lambda: nn.BatchRenorm2d(3)(tn.randn(2, 4, 2, 2)), RuntimeError, "input has 4 channels"),
     (lambda: nn.BatchRenorm2d(3)(tn.randn(2, 3, 2)), ValueError, "4D"),
     (lambda: nn.BatchRenorm1d(3, rmax=0.5), ValueError, "rmax >= 1"),
     (lambda: nn.BatchRenorm1d(3, momentum=None), ValueError, "momentum"),

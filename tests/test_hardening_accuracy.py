@@ -8,7 +8,7 @@ import pytest
 
 from kernels import accuracy
 
-BAR = 1e-4  # KERNELS.md: float32 accuracy target at x = 1e4 + 0.01·N(0,1)
+BAR = 1e-4  # kernels/README.md: float32 accuracy target at x = 1e4 + 0.01·N(0,1)
 NORMS = ["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm", "BatchNorm train",
          "BatchNorm eval"]
 

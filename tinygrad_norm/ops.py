@@ -1,6 +1,6 @@
 """The generic differentiable operations, each forward beside its backward.
 
-Arguments arrive as NumPy arrays (Tensor.apply unwraps them); a backward returns one gradient
+Arguments arrive as NumPy arrays (Function.apply unwraps them); a backward returns one gradient
 per positional argument, None where an argument is not differentiable. Broadcasting is undone by
 the autograd engine, so elementwise backwards may return full-size gradients.
 """

@@ -4,7 +4,7 @@ The forward row kernels also serve RMSNorm (mean=None: no shift, no centre, no b
 GroupNorm's forward (rows = (sample, group) sets, a per-channel affine), and the backward
 row kernels RMSNorm's backward, so these normalizations share one tested code path.
 
-Forward, per row of n = cols elements (shifted two-pass, KERNELS.md):
+Forward, per row of n = cols elements (shifted two-pass, kernels/README.md):
     K = x[row, 0]; centre = mean(x - K); var = mean((x - K - centre)^2)
     r = 1/sqrt(var + eps); y = ((x - K) - centre)·r·weight + bias; mean = K + centre
     RMSNorm: K = centre = 0, so var = mean(x^2) and y = x·r·weight.

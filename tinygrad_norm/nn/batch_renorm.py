@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-from ..renorm_ops import BatchRenormFunction
 from ..tensor import Tensor
 from . import functional_norm as F
 from .normalization import BatchNorm1d, BatchNorm2d
+from .renorm_ops import BatchRenormFunction
 
 
 def renorm_limits(step: int, rmax: float, dmax: float, warmup_steps: int = 0,
@@ -62,7 +62,8 @@ class _BatchRenorm:
             return super().forward(input)
         F._check_input(input, type(self).__name__)
         self._check_input_dim(input)
-        self._check_channels(input, 1)
+        F._running_buffer(self.running_mean, input.shape[1], input, "running_mean",
+                          type(self).__name__)  # the channel count, as BatchNorm checks it
         if input.shape[0] * math.prod(input.shape[2:]) <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "
                              f"input size {list(input.shape)}")
@@ -71,7 +72,7 @@ class _BatchRenorm:
         return BatchRenormFunction.apply(
             input, self.weight, self.bias, running_mean=self.running_mean.data,
             running_var=self.running_var.data, eps=F._check_eps(self.eps, "batch_renorm"),
-            momentum=self.momentum, rmax=rmax, dmax=dmax, device=input.device)
+            momentum=self.momentum, rmax=rmax, dmax=dmax)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -34,7 +34,7 @@ def _check_input(input, name: str) -> None:
 
 
 def _check_param(param, expected_shape: tuple, input: Tensor, what: str, name: str):
-    """Return the parameter's array (None stays None) after checking its shape and dtype."""
+    """Return the parameter as given (a Tensor, or None) after checking its shape and dtype."""
     if param is None:
         return None
     array = param.data if isinstance(param, Tensor) else np.asarray(param)

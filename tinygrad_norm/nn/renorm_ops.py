@@ -7,10 +7,8 @@ statistics), which nn.BatchRenorm1d/2d run through norm_ops.BatchNormEvalFunctio
 
 from __future__ import annotations
 
-import numpy as np
-
-from .autograd import Function
-from .norm_ops import _affine_grads, _as_ncs, _contiguous, _flat
+from ..autograd import Function
+from .norm_ops import _affine_grads, _as_ncs, _contiguous, _flat, update_running_stats
 
 
 class BatchRenormFunction(Function):
@@ -19,21 +17,18 @@ class BatchRenormFunction(Function):
     (unbiased variance, as BatchNorm does)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, *, running_mean, running_var, eps, momentum, rmax, dmax,
-                device="cpu"):
-        if device != "cpu":
-            raise RuntimeError(f"BatchRenorm has CPU kernels only; got a tensor on {device!r}")
+    def forward(ctx, x, weight, bias, *, running_mean, running_var, eps, momentum, rmax, dmax):
+        if ctx.device != "cpu":
+            raise RuntimeError(f"BatchRenorm has CPU kernels only; got a tensor on "
+                               f"{ctx.device!r}")
         from kernels import cpu
 
         x3d = _as_ncs(x)
         y, mean, inv_std, var, r, d = cpu.batch_renorm_forward_train(
             x3d, running_mean.astype(x.dtype), running_var.astype(x.dtype), _flat(weight),
             _flat(bias), eps, rmax, dmax)
-        count = x3d.shape[0] * x3d.shape[2]
-        if count > 1:
-            unbiased = var.astype(np.float64) * (count / (count - 1))
-            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
-            running_var[...] = (1 - momentum) * running_var + momentum * unbiased
+        update_running_stats(running_mean, running_var, mean, var, x3d.shape[0] * x3d.shape[2],
+                             momentum)
         ctx.save_for_backward(x3d, mean, inv_std, r, d, weight, bias)
         return y.reshape(x.shape)
 
