@@ -259,9 +259,10 @@ def functional_cases(draw):
     return _keep_reference_exact(case)
 
 
-# the statistics kernels (the worker draws their arguments); LocalResponseNorm's are checked by
-# test_hardening_kernel_args.py and test_local_response_norm.py
-KERNELS = [name for name in api.NAMES if not name.startswith("local_response_norm")]
+# the kernels every backend has (the worker draws their arguments); the CPU-only ones
+# (LocalResponseNorm, BatchRenorm, the BatchNorm split passes) are checked by
+# test_hardening_kernel_args.py and their own test files
+KERNELS = list(api.names("cuda"))
 CORRUPTIONS = ["none", "none", "wrong_dtype", "wrong_size", "wrong_rank", "non_contiguous",
                "negative", "nan", "none_arg", "list"]
 
