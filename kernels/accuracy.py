@@ -56,7 +56,8 @@ class Norm:
 
     @property
     def name(self) -> str:
-        return self.case.name
+        """The case's name; BatchNorm's training mode says so, beside "BatchNorm eval"."""
+        return "BatchNorm train" if self.case.name == "BatchNorm" else self.case.name
 
 
 def _running_stats(x):
@@ -96,7 +97,7 @@ def _torch_runs():
         "GroupNorm": autograd(lambda torch, F, x, w, b: F.group_norm(x, 8, w, b, EPS)),
         "InstanceNorm": autograd(
             lambda torch, F, x, w, b: F.instance_norm(x, weight=w, bias=b, eps=EPS)),
-        "BatchNorm": autograd(
+        "BatchNorm train": autograd(
             lambda torch, F, x, w, b: F.batch_norm(x, None, None, w, b, True, 0.0, EPS)),
         "BatchNorm eval": autograd(eval_forward),
     }
@@ -112,8 +113,10 @@ def norms() -> list[Norm]:
         ("BatchNorm", (64, 32, 256), (16, 1, HUGE // 16), None),
         ("BatchNorm eval", (64, 32, 256), (16, 1, HUGE // 16), None),
     ]
-    return [Norm(cases.BY_NAME[name], shape, huge, groups, torch_runs.get(name))
-            for name, shape, huge, groups in table]
+    norms = [Norm(cases.BY_NAME[name], shape, huge, groups) for name, shape, huge, groups in table]
+    for norm in norms:
+        norm.torch = torch_runs.get(norm.name)
+    return norms
 
 
 def _run(norm: Norm, kernels, inputs: dict):

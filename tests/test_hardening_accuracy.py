@@ -45,7 +45,7 @@ def test_torch_column_shows_the_large_offset_problem_we_fix():
     """The report's point: on 1e4 + 0.01·N(0,1) PyTorch's float32 LayerNorm is off by ~0.2."""
     pytest.importorskip("torch")
     norm = next(n for n in accuracy.norms() if n.name == "LayerNorm")
-    errors = accuracy.measure(norm, accuracy.CASES[0])
+    errors = accuracy.measure(norm, accuracy.HARD_INPUTS[0])
     assert errors["ours"][0] <= BAR < errors["torch"][0]
 
 

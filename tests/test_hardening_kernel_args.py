@@ -140,6 +140,18 @@ def _compiled_kernels(module) -> dict:
             if hasattr(obj, "py_func") and not _is_device_function(obj)}
 
 
+def _kernel_factories(module) -> dict:
+    """Functions that build a kernel per row-length bucket (kernels/cuda/layer_norm.py)."""
+    return {name: obj for name, obj in vars(module).items()
+            if name.endswith("_kernel") and callable(obj) and not hasattr(obj, "py_func")}
+
+
+def _spied_factory(name: str, factory, calls: list):
+    def build(*args):
+        return _Spy(name, factory(*args), calls)
+    return build
+
+
 @pytest.fixture(scope="module")
 def compiled(request):
     """Every kernel run once per dtype and path before any spy is installed: a jitted caller
@@ -169,6 +181,9 @@ def spy(monkeypatch, compiled):
             module = importlib.import_module(f"kernels.{backend}.{module_name}")
             for name, kernel in _compiled_kernels(module).items():
                 monkeypatch.setattr(module, name, _Spy(f"{module_name}.{name}", kernel, calls))
+            for name, factory in _kernel_factories(module).items():
+                monkeypatch.setattr(module, name, _spied_factory(f"{module_name}.{name}",
+                                                                 factory, calls))
         return calls
     return install
 

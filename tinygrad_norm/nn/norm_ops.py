@@ -191,10 +191,12 @@ class BatchNormEvalFunction(Function):
     def forward(ctx, x, weight, bias, eps, running_mean, running_var):
         x3d = _as_ncs(x)
         kernels = backend(ctx.device)
+        # contiguous copies: the kernels take them, and a later training step updates the
+        # buffers in place before this backward runs
+        running_mean, running_var = running_mean.copy(), running_var.copy()
         y = kernels.batch_norm_forward_eval(x3d, running_mean, running_var, _flat(weight),
                                             _flat(bias), eps)
-        # copies: a later training step updates the buffers in place before this backward runs
-        ctx.save_for_backward(x3d, running_mean.copy(), running_var.copy(), weight, bias)
+        ctx.save_for_backward(x3d, running_mean, running_var, weight, bias)
         ctx.eps = eps
         ctx.kernels = kernels
         return y.reshape(x.shape)
