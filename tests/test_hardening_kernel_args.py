@@ -20,6 +20,7 @@ keeps it that way.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +29,11 @@ from backends import BACKENDS, kernels_for, on_device
 from kernels import api
 from kernels.cases import BY_NAME, CASES
 
-KERNEL_MODULES = {
-    "cpu": ("batch_norm", "batch_renorm", "group_norm", "layer_norm", "local_response_norm",
-            "rms_norm", "stats"),
-    "cuda": ("batch_norm", "group_norm", "layer_norm", "rms_norm", "helpers"),
+NOT_KERNEL_MODULES = {"__init__", "buffers", "fork_safety", "ptx_check", "gpu_check"}
+KERNEL_MODULES = {  # every module of kernels/<backend>/ that holds compiled kernels
+    backend: sorted(f.stem for f in (Path(api.__file__).parent / backend).glob("*.py")
+                    if f.stem not in NOT_KERNEL_MODULES)
+    for backend in ("cpu", "cuda")
 }
 OPTIONAL = {"weight", "bias"}  # None means "no affine"; every other array is required
 SHAPE = (4, 6, 5)  # (N, C, S); LayerNorm/RMSNorm take (N, C)
