@@ -98,3 +98,63 @@ def test_custom_function_subclass():
 
     x = tn.randn(5, dtype=np.float64, requires_grad=True)
     assert tn.gradcheck(Cube.apply, (x,))
+
+
+# ------------------------------------------------------------ gradient accumulation, no copies
+
+def test_two_leaves_fed_the_same_gradient_array_get_separate_grads():
+    """Add.backward hands one array to both inputs: neither .grad may alias the other."""
+    a, b = tn.Tensor(np.ones(3), requires_grad=True), tn.Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    a.grad.data[0] = 5.0
+    assert b.grad.data.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_grad_never_aliases_the_gradient_the_user_passed():
+    a = tn.Tensor(np.ones((2, 3)), requires_grad=True)
+    upstream = np.arange(6.0)
+    a.reshape(6).backward(upstream)  # Reshape.backward returns a view of `upstream`
+    assert not np.shares_memory(a.grad.data, upstream)
+    upstream[:] = 0
+    assert a.grad.data.reshape(-1).tolist() == list(np.arange(6.0))
+
+
+def test_a_pooled_kernel_output_is_copied_into_grad():
+    """LayerNorm's dx of a large input comes from kernels/cpu/buffers.py's pool, which hands
+    the same memory to the next backward: the leaf's .grad must keep its own values."""
+    from tinygrad_norm import nn
+
+    rng = np.random.default_rng(0)
+    layer = nn.LayerNorm(512)
+    x = tn.Tensor(rng.standard_normal((1024, 512)).astype(np.float32), requires_grad=True)
+    layer(x).backward(rng.standard_normal((1024, 512)).astype(np.float32))
+    first = x.grad
+    kept = first.data.copy()
+    x.grad = None
+    layer(x).backward(rng.standard_normal((1024, 512)).astype(np.float32))
+    assert not np.shares_memory(first.data, x.grad.data)
+    np.testing.assert_array_equal(first.data, kept)
+
+
+def test_accumulation_updates_the_existing_grad_in_place_like_torch():
+    import torch
+
+    ours = tn.Tensor(np.ones(3), requires_grad=True)
+    theirs = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    for t, backward in ((ours, lambda: (ours * 2).sum().backward()),
+                        (theirs, lambda: (theirs * 2).sum().backward())):
+        backward()
+        held = t.grad
+        backward()
+        assert t.grad is held  # the same tensor, summed in place
+    np.testing.assert_array_equal(ours.grad.data, theirs.grad.numpy())
+
+
+def test_a_read_only_grad_set_by_the_user_is_replaced_not_written():
+    a = tn.Tensor(np.ones(3), requires_grad=True)
+    frozen = np.zeros(3)
+    frozen.flags.writeable = False
+    a.grad = tn.Tensor(frozen)
+    (a * 3).sum().backward()
+    assert a.grad.data.tolist() == [3.0, 3.0, 3.0] and frozen.tolist() == [0.0, 0.0, 0.0]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 
 import numpy as np
@@ -117,6 +118,7 @@ class Context:
         self.function = function
         self.parents = parents  # the positional args; Tensors among them get gradients
         self.saved_tensors: tuple = ()
+        self.saved_versions: tuple = ()
         self.released = False
 
     def save_for_backward(self, *arrays) -> None:
@@ -125,8 +127,9 @@ class Context:
     def release(self) -> None:
         """Drop saved buffers and the links to the inputs once backward has used them, so the
         graph frees its memory even while its output (a loss kept for logging) is held."""
-        for name in [k for k in vars(self) if k != "function"]:
-            delattr(self, name)
+        function = self.function
+        self.__dict__.clear()
+        self.function = function
         self.parents = ()
         self.saved_tensors = ()
         self.released = True
@@ -144,20 +147,27 @@ class Version:
 
 def _memory_root(array):
     """The array that owns the memory `array` views (itself when it owns it)."""
-    while getattr(array, "base", None) is not None:
-        array = array.base
+    base = getattr(array, "base", None)
+    while base is not None:
+        array, base = base, getattr(base, "base", None)
     return array
 
 
 def _saved_versions(saved: tuple, tensors: list) -> tuple:
     """(counter, version, dtype, shape) of each tensor whose memory a saved array uses."""
     roots = {id(_memory_root(a)) for a in saved if a is not None}
-    return tuple((t._version_counter, t._version_counter.value, t.dtype, t.shape)
-                 for t in tensors if id(_memory_root(t.data)) in roots)
+    if not roots:
+        return ()
+    found = []
+    for t in tensors:
+        if id(_memory_root(t.data)) in roots:
+            counter = t._version_counter
+            found.append((counter, counter.value, t.data.dtype, t.data.shape))
+    return tuple(found)
 
 
 def _check_saved_versions(ctx) -> None:
-    for counter, version, dtype, shape in getattr(ctx, "saved_versions", ()):
+    for counter, version, dtype, shape in ctx.saved_versions:
         if counter.value != version:
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an "
@@ -180,43 +190,61 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
-
-        arrays = tuple(a.data if isinstance(a, Tensor) else a for a in args)
-        needs_grad = is_grad_enabled() and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args
-        )
+        # one pass over the arguments: this runs for every op, so its cost is the framework's
+        # per-op overhead (python -m tinygrad_norm.overhead measures it)
+        tensor_type = _tensor_type()
+        arrays, tensors, needs_input_grad = [], [], []
+        device = None
+        for a in args:
+            if isinstance(a, tensor_type):
+                arrays.append(a.data)
+                tensors.append(a)
+                needs_input_grad.append(a._requires_grad)
+                if device is None:
+                    device = a.device
+                elif a.device != device:
+                    _mixed_devices(cls, device, a.device)
+            else:
+                arrays.append(a)
+                needs_input_grad.append(False)
+        needs_grad = True in needs_input_grad and is_grad_enabled()
         ctx = Context(cls, args if needs_grad else ())
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        ctx.device = _common_device(cls, args, Tensor)
+        ctx.needs_input_grad = tuple(needs_input_grad)
+        ctx.device = device = device or "cpu"
         out = cls.forward(ctx, *arrays, **kwargs)
-        result = Tensor._wrap(out, device=ctx.device)
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        root = _memory_root(out)
-        for t in tensors:  # a view (reshape, slice, permute) shares its input's version
-            if _memory_root(t.data) is root:
-                result._version_counter = t._version_counter
-                break
+        result = tensor_type._wrap(out, device=ctx.device)
+        if getattr(out, "base", None) is not None or any(out is t for t in arrays):
+            root = _memory_root(out)  # a view (reshape, slice, permute) shares its input's
+            for t in tensors:         # version counter
+                if _memory_root(t.data) is root:
+                    result._version_counter = t._version_counter
+                    break
         if needs_grad:
-            result.requires_grad = True
+            result._requires_grad = True
             result._ctx = ctx
-            ctx.saved_versions = _saved_versions(ctx.saved_tensors, tensors + [result])
+            if ctx.saved_tensors:
+                ctx.saved_versions = _saved_versions(ctx.saved_tensors, tensors + [result])
         return result
 
 
-def _common_device(function: type, args: tuple, tensor_type: type) -> str:
-    """The device of the Tensor arguments; mixing devices is an error, never a silent copy."""
-    device = None
-    for a in args:
-        if isinstance(a, tensor_type):
-            if device is None:
-                device = a.device
-            elif a.device != device:
-                raise RuntimeError(
-                    f"{function.__name__}: expected all tensors on the same device, got "
-                    f"{device} and {a.device}; move one with .to(device)"
-                )
-    return "cpu" if device is None else device
+_TENSOR_TYPE: list = []
+
+
+def _tensor_type() -> type:
+    """tinygrad_norm.tensor.Tensor, imported once on first use (tensor.py imports this module)."""
+    if not _TENSOR_TYPE:
+        from .tensor import Tensor
+
+        _TENSOR_TYPE.append(Tensor)
+    return _TENSOR_TYPE[0]
+
+
+def _mixed_devices(function: type, device: str, other: str) -> None:
+    """Mixing devices is an error, never a silent copy."""
+    raise RuntimeError(
+        f"{function.__name__}: expected all tensors on the same device, got {device} and "
+        f"{other}; move one with .to(device)"
+    )
 
 
 def _topological_order(root) -> list:
@@ -252,22 +280,55 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad.reshape(shape)
 
 
+def _references(array) -> int:
+    return sys.getrefcount(array)
+
+
+def _unshared_references() -> int:
+    """What `_references(grad)` says in `_accumulate` of an array nobody else holds (measured,
+    not assumed: how many references the call adds differs between Python versions)."""
+    grad = np.empty(1)
+    return _references(grad)
+
+
+def _accumulate(leaf, grad) -> None:
+    """Add `grad` into `leaf.grad`, like PyTorch's AccumulateGrad.
+
+    The first gradient is taken as it is when nothing else references it (a fresh result of
+    a backward, as PyTorch steals a gradient whose use count is 1); a gradient the graph
+    still holds (the same array sent to two inputs, a saved or pooled buffer, a view) is
+    copied, so a leaf's .grad never aliases a buffer the graph reuses. Later gradients are
+    added in place, as PyTorch does outside create_graph; a .grad the user replaced by one
+    that cannot take an in-place sum (read-only, another dtype or shape) is replaced instead.
+    """
+    if grad.dtype != leaf.dtype:
+        grad = grad.astype(leaf.dtype)
+    current = leaf.grad
+    if current is None:
+        owned = (type(grad) is np.ndarray and grad.base is None and grad.flags.writeable
+                 and grad.flags.c_contiguous and _references(grad) <= _UNSHARED + 1)
+        leaf.grad = _tensor_type()._wrap(grad if owned else grad.copy(), device=leaf.device)
+        return
+    data = current.data
+    if (data.shape == grad.shape and data.dtype == grad.dtype and type(data) is type(grad)
+            and getattr(data.flags, "writeable", True)):
+        data += grad
+        current._version_counter.value += 1
+    else:
+        current.data = data + grad
+
+
 def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None:
     """Send `gradient` (d root) back through the graph; leaves accumulate into `.grad`."""
-    from .tensor import Tensor
-
     grads = {id(root): gradient}
     for node in _topological_order(root):
         grad = grads.pop(id(node), None)
         if grad is None:
             continue
         ctx = node._ctx
-        if ctx is None:  # a leaf: accumulate like PyTorch
-            grad = grad.astype(node.dtype, copy=False)
-            if node.grad is None:
-                node.grad = Tensor._wrap(grad.copy(), device=node.device)
-            else:
-                node.grad.data = node.grad.data + grad
+        if ctx is None:  # a leaf
+            _accumulate(node, grad)
+            del grad
             for hook in list(getattr(node, "_post_accumulate_grad_hooks", {}).values()):
                 hook(node)
             continue
@@ -276,23 +337,32 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
                 "Trying to backward through the graph a second time: its saved buffers were "
                 "freed by the first backward. Pass retain_graph=True to the first call."
             )
-        _check_saved_versions(ctx)
+        if ctx.saved_versions:
+            _check_saved_versions(ctx)
         input_grads = ctx.function.backward(ctx, grad)
-        if not isinstance(input_grads, tuple):
+        del grad
+        if type(input_grads) is not tuple:
             input_grads = (input_grads,)
-        if len(input_grads) != len(ctx.parents):
+        parents = ctx.parents
+        if len(input_grads) != len(parents):
             raise RuntimeError(
                 f"function {ctx.function.__name__}.backward returned an incorrect number of "
-                f"gradients (expected {len(ctx.parents)}, one per positional argument of "
+                f"gradients (expected {len(parents)}, one per positional argument of "
                 f"forward, None for those without one; got {len(input_grads)})"
             )
-        parents = ctx.parents
         if not retain_graph:
             ctx.release()
         for parent, parent_grad in zip(parents, input_grads):
-            if parent_grad is None or not getattr(parent, "requires_grad", False):
+            if parent_grad is None or not getattr(parent, "_requires_grad", False):
                 continue
-            parent_grad = _unbroadcast(as_array(parent_grad), parent.shape)
+            if type(parent_grad) is not np.ndarray:
+                parent_grad = as_array(parent_grad)
+            if parent_grad.shape != parent.data.shape:
+                parent_grad = _unbroadcast(parent_grad, parent.data.shape)
             key = id(parent)
             grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+        # the loop's names must not keep a gradient referenced (see _accumulate)
+        input_grads = parent_grad = None
 
+
+_UNSHARED = _unshared_references()

@@ -86,6 +86,13 @@ def _bench(args) -> int:
     normalizations through the layers with autograd, in the same --json report."""
     from kernels import bench
 
+    if args.train:
+        from . import train_bench
+
+        report = train_bench.run(rounds=args.rounds, layers=not args.no_layers)
+        if args.json:
+            bench.write_json(report, args.json)
+        return 0
     report = bench.run(args)
     if report is not None and args.device == "cpu" and not args.smoke and not args.no_layers:
         from .layer_bench import main as layer_bench_main
@@ -119,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     kernel_bench.add_arguments(bench)
     bench.add_argument("--no-layers", action="store_true",
                        help="leave out the layer table (forward+backward with autograd)")
+    bench.add_argument("--train", action="store_true",
+                       help="time one SGD step of five models, ours and PyTorch's, each in its "
+                            "own process (tinygrad_norm/train_bench.py), then the layers at 16 MB")
+    bench.add_argument("--rounds", type=kernel_bench.positive_int, default=3,
+                       help="with --train: processes per framework and model (default 3)")
     bench.set_defaults(run=_bench)
     return parser
 

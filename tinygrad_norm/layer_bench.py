@@ -24,13 +24,23 @@ LAYERS = [
     ("GroupNorm", (4, 16), (64, 16, 8, 8)),
     ("InstanceNorm2d", (16,), (64, 16, 8, 8)),
 ]
+# the same layers at 16 MiB float32 inputs (4 Mi elements): past the caches, where memory
+# traffic decides (`tinygrad-norm bench --train` prints this table)
+LAYERS_16MB = [
+    ("BatchNorm1d", (1024,), (4096, 1024)),
+    ("LayerNorm", (1024,), (4096, 1024)),
+    ("RMSNorm", (1024,), (4096, 1024)),
+    ("BatchNorm2d", (64,), (64, 64, 32, 32)),
+    ("GroupNorm", (8, 64), (64, 64, 32, 32)),
+    ("InstanceNorm2d", (64,), (64, 64, 32, 32)),
+]
 
 
 def _step_seconds(layer, make_input, upstream, repeat: int) -> float:
     return median_seconds(lambda: layer(make_input()).backward(upstream), repeat)
 
 
-def compare(repeat: int = 50) -> list[dict]:
+def compare(repeat: int = 50, layers: list = LAYERS) -> list[dict]:
     """Median forward+backward time per layer, ours and (if installed) PyTorch's, same
     threads, three interleaved rounds (the best round's median of each)."""
     import numba
@@ -43,7 +53,7 @@ def compare(repeat: int = 50) -> list[dict]:
         torch.set_num_threads(numba.get_num_threads())
     rng = np.random.default_rng(0)
     rows = []
-    for name, args, shape in LAYERS:
+    for name, args, shape in layers:
         x = rng.standard_normal(shape).astype(np.float32)
         dy = rng.standard_normal(shape).astype(np.float32)
         ours = getattr(nn, name)(*args)
@@ -63,8 +73,8 @@ def compare(repeat: int = 50) -> list[dict]:
     return rows
 
 
-def main(repeat: int = 50) -> list[dict]:
-    rows = compare(repeat)
+def main(repeat: int = 50, layers: list = LAYERS) -> list[dict]:
+    rows = compare(repeat, layers)
     print(f"\n{'layer (forward+backward, autograd)':36s} {'shape':>12s} {'ours us':>9s} "
           f"{'torch us':>9s} {'speedup':>8s}")
     for r in rows:

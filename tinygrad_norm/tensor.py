@@ -96,7 +96,7 @@ class Tensor:
     def _wrap(cls, array, device: str = "cpu") -> "Tensor":
         """Internal constructor: take an op's output as it is, no checks or copies."""
         t = cls.__new__(cls)
-        t.data = as_array(array)
+        t.data = array if type(array) is np.ndarray else as_array(array)
         t.device = device
         t.grad = None
         t._ctx = None
@@ -339,6 +339,9 @@ class Tensor:
     def _promoted(self, other, reflected: bool = False, true_divide: bool = False) -> tuple:
         """(left, right) operands cast to their common dtype by PyTorch's promotion rules;
         a true division of integers or bools is done in the default float dtype."""
+        if isinstance(other, Tensor) and other.data.dtype == self.data.dtype and (
+                not true_divide or self.data.dtype.kind == "f"):
+            return (other, self) if reflected else (self, other)  # nothing to promote
         other = self._operand(other)
         pair = (other, self) if reflected else (self, other)
         dtype = dtypes.result_type(*(p.value if isinstance(p, _Scalar) else p.data

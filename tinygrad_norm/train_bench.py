@@ -1,0 +1,239 @@
+"""`tinygrad-norm bench --train`: one SGD training step of five models, ours against PyTorch's.
+
+A user training from scratch waits for the whole step (forward, loss, backward, update), not
+just the norm layers, so this times exactly that, as a user runs it:
+
+- each framework in its own process (`python -m tinygrad_norm.train_bench --worker ...`),
+  with the default environment (no thread or OpenMP variable is set here);
+- ours and PyTorch's alternate, and which goes first swaps every round;
+- per process: a few warm-up steps (Numba's first call loads or compiles), then timed steps;
+  the round's number is the median step; the reported number is the median over rounds.
+
+The same architecture is built from `torch.nn` and from `tinygrad_norm.nn`, which share the
+names used here. Then the normalization layers alone at 16 MB working sets (forward+backward
+with autograd, both frameworks in one process, interleaved) from `layer_bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# name: (description, batch, input shape (C, H, W) or (features,), builder(nn) -> model)
+MODELS = {
+    "digits_cnn": ("the examples' digits CNN, BatchNorm, batch 32, 1x8x8", 32, (1, 8, 8),
+                   lambda nn: _digits_cnn(nn)),
+    "mnist_cnn": ("MNIST-shaped CNN, BatchNorm, batch 64, 1x28x28", 64, (1, 28, 28),
+                  lambda nn: _two_block_cnn(nn, 1, 28, lambda c: nn.BatchNorm2d(c))),
+    "cifar_cnn": ("CIFAR-shaped CNN, GroupNorm(8), batch 32, 3x32x32", 32, (3, 32, 32),
+                  lambda nn: _two_block_cnn(nn, 3, 32, lambda c: nn.GroupNorm(8, c))),
+    "mlp_batchnorm": ("MLP 784-512-512-10, BatchNorm1d, batch 128", 128, (784,),
+                      lambda nn: _mlp(nn, nn.BatchNorm1d)),
+    "mlp_layernorm": ("MLP 784-512-512-10, LayerNorm, batch 128", 128, (784,),
+                      lambda nn: _mlp(nn, nn.LayerNorm)),
+}
+CLASSES = 10
+LR, MOMENTUM = 0.01, 0.9
+
+
+def _digits_cnn(nn):
+    """examples' make_cnn(norm="batch", channels=16), written out for both frameworks."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 2 * 2, CLASSES))
+
+
+def _two_block_cnn(nn, channels: int, size: int, norm):
+    """conv 32, conv 64 (3x3, pad 1), each followed by norm, ReLU and 2x2 max pooling."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding=1), norm(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), norm(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, CLASSES))
+
+
+def _mlp(nn, norm):
+    return nn.Sequential(nn.Linear(784, 512), norm(512), nn.ReLU(),
+                         nn.Linear(512, 512), norm(512), nn.ReLU(), nn.Linear(512, CLASSES))
+
+
+def _batch(model: str) -> tuple[np.ndarray, np.ndarray]:
+    _, batch, shape, _ = MODELS[model]
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((batch, *shape)).astype(np.float32),
+            rng.integers(0, CLASSES, batch).astype(np.int64))
+
+
+def _ours_step(model: str):
+    from . import nn, optim
+    from .nn import functional as F
+    from .tensor import Tensor
+
+    net = MODELS[model][3](nn)
+    optimizer = optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+    x, labels = _batch(model)
+    inputs = Tensor(x)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        F.cross_entropy(net(inputs), labels).backward()
+        optimizer.step()
+    return step
+
+
+def _torch_step(model: str):
+    import torch
+
+    net = MODELS[model][3](torch.nn)
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+    x, labels = _batch(model)
+    inputs, targets = torch.from_numpy(x), torch.from_numpy(labels)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(inputs), targets).backward()
+        optimizer.step()
+    return step
+
+
+def _worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
+    """Time steps in this process: `warmup` untimed, then at least 5 and about `seconds`."""
+    step = (_ours_step if framework == "ours" else _torch_step)(model)
+    for _ in range(warmup):
+        step()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < seconds and len(times) < 200):
+        begin = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - begin)
+    return {"median_s": statistics.median(times), "steps": len(times)}
+
+
+def _run_worker(framework: str, model: str, warmup: int, seconds: float) -> float:
+    command = [sys.executable, "-m", "tinygrad_norm.train_bench", "--worker", framework,
+               "--model", model, "--warmup", str(warmup), "--seconds", str(seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    if done.returncode != 0:
+        raise RuntimeError(f"{framework} {model} worker failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["median_s"]
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
+        seconds: float = 1.0, layers: bool = True) -> dict:
+    """Time every model `rounds` times per framework, alternating; print and return the table."""
+    has_torch = _has_torch()
+    frameworks = ["ours", "torch"] if has_torch else ["ours"]
+    models = list(models or MODELS)
+    times: dict = {m: {f: [] for f in frameworks} for m in models}
+    for round_ in range(rounds):
+        order = frameworks if round_ % 2 == 0 else frameworks[::-1]
+        for model in models:
+            for framework in order:
+                times[model][framework].append(_run_worker(framework, model, warmup, seconds))
+    rows = []
+    for model in models:
+        ours = statistics.median(times[model]["ours"])
+        theirs = statistics.median(times[model]["torch"]) if has_torch else None
+        rows.append(dict(model=model, description=MODELS[model][0], ours_ms=ours * 1e3,
+                         torch_ms=None if theirs is None else theirs * 1e3,
+                         speed_ratio=None if theirs is None else theirs / ours,
+                         rounds_ours_ms=[t * 1e3 for t in times[model]["ours"]],
+                         rounds_torch_ms=[t * 1e3 for t in times[model].get("torch", [])]))
+    _print_steps(rows, rounds, has_torch)
+    report = {"rounds": rounds, "steps": rows, "torch": has_torch}
+    ratios = [r["speed_ratio"] for r in rows if r["speed_ratio"]]
+    if ratios:
+        report["geomean_speed_ratio"] = float(np.exp(np.mean(np.log(ratios))))
+        print(f"geomean of ours/PyTorch speed: {report['geomean_speed_ratio']:.2f}")
+    report["autograd"] = autograd_overhead()
+    if layers:
+        from .layer_bench import LAYERS_16MB, main as layer_table
+
+        report["layers_16mb"] = layer_table(repeat=10, layers=LAYERS_16MB)
+    return report
+
+
+def autograd_overhead(ops: int = 2000, repeat: int = 7) -> dict:
+    """Microseconds per Function.apply (a graph-building multiply of 4-element arrays) and
+    per backward node (its Mul.backward: two 4-element NumPy products included), beside one
+    4-element NumPy product: what the engine adds to every op."""
+    from .tensor import Tensor
+
+    a = Tensor(np.ones(4, np.float32), requires_grad=True)
+    b = Tensor(np.ones(4, np.float32), requires_grad=True)
+
+    def chain():
+        x = a
+        for _ in range(ops):
+            x = x * b
+        return x.sum()
+
+    def backward_seconds() -> float:
+        loss = chain()
+        begin = time.perf_counter()
+        loss.backward()
+        return time.perf_counter() - begin
+
+    x = np.ones(4, np.float32)
+    numpy_s = statistics.median(_seconds(lambda: [x * x for _ in range(ops)])
+                                for _ in range(repeat))
+    apply_s = statistics.median(_seconds(chain) for _ in range(repeat))
+    node_s = statistics.median(backward_seconds() for _ in range(repeat))
+    result = {"apply_us": apply_s / ops * 1e6, "backward_node_us": node_s / ops * 1e6,
+              "numpy_multiply_us": numpy_s / ops * 1e6}
+    print(f"autograd overhead: {result['apply_us']:.2f} us per Function.apply, "
+          f"{result['backward_node_us']:.2f} us per backward node (one NumPy multiply of the "
+          f"same arrays: {result['numpy_multiply_us']:.2f} us)")
+    return result
+
+
+def _seconds(function) -> float:
+    begin = time.perf_counter()
+    function()
+    return time.perf_counter() - begin
+
+
+def _print_steps(rows: list[dict], rounds: int, has_torch: bool) -> None:
+    print(f"one SGD step (forward, cross-entropy, backward, update), each framework in its own "
+          f"process, median of {rounds} rounds")
+    print(f"{'model':54s} {'ours ms':>9s} {'torch ms':>9s} {'ours/torch speed':>17s}")
+    for r in rows:
+        theirs = "-" if r["torch_ms"] is None else f"{r['torch_ms']:9.2f}"
+        ratio = "-" if r["speed_ratio"] is None else f"{r['speed_ratio']:16.2f}x"
+        print(f"{r['description']:54s} {r['ours_ms']:9.2f} {theirs:>9s} {ratio:>17s}")
+    if not has_torch:
+        print("(PyTorch is not installed: its column is empty; pip install torch==2.13.0)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=1.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is None or args.model is None:
+        parser.error("this module is run by `tinygrad-norm bench --train`")
+    print(json.dumps(_worker(args.worker, args.model, args.warmup, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
