@@ -164,7 +164,8 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
         print(f"geomean of ours/PyTorch speed: {report['geomean_speed_ratio']:.2f}")
     report["autograd"] = autograd_overhead()
     if layers:
-        from .layer_bench import LAYERS_16MB, main as layer_table
+        from .layer_bench import LAYERS_16MB
+        from .layer_bench import main as layer_table
 
         report["layers_16mb"] = layer_table(repeat=10, layers=LAYERS_16MB)
     return report
