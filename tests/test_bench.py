@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from backends import BACKENDS
 
 from kernels.cases import BY_NAME, CASES
+import tinygrad_norm as tn
 from tinygrad_norm import cli, device
 
 
@@ -53,7 +55,8 @@ def test_bench_help_lists_its_options(capsys):
     assert exited.value.code == 0
     out = capsys.readouterr().out
     for option in ("--device", "--sizes", "--repeat", "--json", "--smoke", "--crossover",
-                   "--latency", "--startup", "--accuracy", "--no-layers"):
+                   "--latency", "--startup", "--accuracy", "--no-layers", "--train",
+                   "--rounds"):
         assert option in out
 
 
@@ -78,3 +81,39 @@ def test_latency_report_measures_the_small_calls(capsys):
     results = bench.latency(repeat=3)
     assert set(results) == {"small (64x64)", "just parallel", "parallel then small"}
     assert all(us > 0 for us in results.values())
+
+
+def test_train_smoke_run_times_both_frameworks_in_their_own_processes(tmp_path, capsys):
+    path = tmp_path / "train.json"
+    assert cli.main(["bench", "--train", "--smoke", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    (row,) = report["steps"]
+    assert row["model"] == "digits_cnn" and row["ours_ms"] > 0 and row["torch_ms"] > 0
+    assert row["speed_ratio"] == pytest.approx(row["torch_ms"] / row["ours_ms"])
+    assert report["autograd"]["apply_us"] > 0 and report["autograd"]["backward_node_us"] > 0
+    assert "ours/torch speed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model", ["digits_cnn", "mnist_cnn", "cifar_cnn", "mlp_batchnorm",
+                                   "mlp_layernorm"])
+def test_train_bench_builds_the_same_model_in_both_frameworks(model):
+    """The same layers and parameter shapes from torch.nn and tinygrad_norm.nn, so the two
+    step times are of one model."""
+    import torch
+
+    from tinygrad_norm import nn
+    from tinygrad_norm.train_bench import MODELS
+
+    build = MODELS[model][3]
+    ours, theirs = build(nn), build(torch.nn)
+    assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in theirs]
+    assert ([tuple(p.shape) for p in ours.parameters()]
+            == [tuple(p.shape) for p in theirs.parameters()])
+    x = np.zeros((2, *MODELS[model][2]), np.float32)
+    assert ours(tn.Tensor(x)).shape == tuple(theirs(torch.from_numpy(x)).shape) == (2, 10)
+
+
+def test_train_bench_worker_refuses_to_run_alone():
+    result = subprocess.run([sys.executable, "-m", "tinygrad_norm.train_bench"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "bench --train" in result.stderr

@@ -89,7 +89,11 @@ def _bench(args) -> int:
     if args.train:
         from . import train_bench
 
-        report = train_bench.run(rounds=args.rounds, layers=not args.no_layers)
+        if args.smoke:  # the code paths only: one model, one short round, no layer table
+            report = train_bench.run(rounds=1, models=["digits_cnn"], warmup=1, seconds=0.05,
+                                     layers=False)
+        else:
+            report = train_bench.run(rounds=args.rounds, layers=not args.no_layers)
         if args.json:
             bench.write_json(report, args.json)
         return 0
