@@ -239,11 +239,15 @@ class MatMul(Function):
         b2 = b[:, None] if b.ndim == 1 else b
         batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
         g2 = grad.reshape(batch + (a2.shape[-2], b2.shape[-1]))
-        grad_a = _sum_to(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.ndim)
-        grad_b = _sum_to(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.ndim)
+        grad_a = grad_b = None  # only the gradients some input needs
         # the engine sums size-1 batch axes that broadcast; only 1-D operands need reshaping
-        return (grad_a.reshape(a.shape) if a.ndim == 1 else grad_a,
-                grad_b.reshape(b.shape) if b.ndim == 1 else grad_b)
+        if ctx.needs_input_grad[0]:
+            grad_a = _sum_to(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.ndim)
+            grad_a = grad_a.reshape(a.shape) if a.ndim == 1 else grad_a
+        if ctx.needs_input_grad[1]:
+            grad_b = _sum_to(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.ndim)
+            grad_b = grad_b.reshape(b.shape) if b.ndim == 1 else grad_b
+        return grad_a, grad_b
 
 
 def _sum_to(grad: np.ndarray, ndim: int) -> np.ndarray:

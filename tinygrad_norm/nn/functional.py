@@ -21,6 +21,7 @@ from .functional_norm import (  # noqa: F401  (re-exported)
     local_response_norm,
     rms_norm,
 )
+from .linear_ops import LinearFunction
 from .pool_ops import (
     AvgPool2dFunction,
     MaxPool2dFunction,
@@ -80,8 +81,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise TypeError(f"linear: input, weight and bias must share one dtype, got "
                         f"{sorted(str(d) for d in dtypes)} (use module.double() or "
                         f"input.float())")
-    out = input @ weight.T
-    return out + bias if bias is not None else out
+    if bias is None:
+        return LinearFunction.apply(input, weight)
+    return LinearFunction.apply(input, weight, bias)
 
 
 def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
