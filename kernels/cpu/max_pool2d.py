@@ -66,7 +66,8 @@ def _forward_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):
 
 @jit
 def _scatter_plane(dy, indices, dx, p):
-    """dx[p] = 0, then dx[p, indices[p, i]] += dy[p, i]; returns how many indices fell outside the plane."""
+    """dx[p] = 0, then dx[p, indices[p, i]] += dy[p, i]; returns how many indices fell outside
+    the plane (and were skipped)."""
     bad = 0
     size = dx.shape[1]
     dx[p, :] = 0
