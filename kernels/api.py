@@ -116,6 +116,17 @@ KERNELS = (
            "ncs", ("reference", "cpu")),
     Kernel("local_response_norm_backward", ("dy", "x", "scale", "size", "alpha", "beta"),
            ("dx",), "ncs", ("reference", "cpu")),
+    # 2-d pooling, PyTorch's arguments (kernels/pooling.py checks them); CPU-only
+    Kernel("max_pool2d_forward", ("x", "kernel_size", "stride", "padding", "dilation",
+                                  "ceil_mode"), ("y", "indices"), "nchw", ("reference", "cpu")),
+    Kernel("max_pool2d_backward", ("dy", "indices", "input_size"), ("dx",), "nchw",
+           ("reference", "cpu")),
+    Kernel("avg_pool2d_forward", ("x", "kernel_size", "stride", "padding", "ceil_mode",
+                                  "count_include_pad", "divisor_override"), ("y",), "nchw",
+           ("reference", "cpu")),
+    Kernel("avg_pool2d_backward", ("dy", "input_size", "kernel_size", "stride", "padding",
+                                   "ceil_mode", "count_include_pad", "divisor_override"),
+           ("dx",), "nchw", ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}
