@@ -81,8 +81,8 @@ def _pool_arguments(backend: str, name: str, dtype, shape: tuple) -> dict:
     forward = name.replace("backward", "forward")
     results = getattr(kernels_for(backend), forward)(
         *(named[p] for p in api.BY_NAME[forward].arguments))
-    named |= dict(zip(api.BY_NAME[forward].returns, np.atleast_1d(results) if
-                      isinstance(results, np.ndarray) else results))
+    results = results if isinstance(results, tuple) else (results,)
+    named |= dict(zip(api.BY_NAME[forward].returns, results))
     named["dy"] = np.ones_like(named["y"])
     return {p: named[p] for p in api.BY_NAME[name].arguments}
 # ---- end of pooling
