@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 # What each argument and result name means, wherever it appears.
 ROLES = {
-    "x": "the input: (rows, cols) or (N, C, S)",
-    "dy": "the upstream gradient, the shape of x",
+    "x": "the input: (rows, cols), (N, C, S) or, for pooling, (N, C, H, W)",
+    "dy": "the upstream gradient, the shape of y (of x, for the normalizations)",
     "weight": "gamma: (cols,) or (C,); None means no affine scale",
     "bias": "beta: (cols,) or (C,); None means no affine shift",
     "eps": "added to the variance (or mean square) inside the square root",
@@ -31,7 +31,7 @@ ROLES = {
     "running_var": "the running estimate of the variance, (C,)",
     "param_grads": "False: dweight and dbias are not computed and come back as None "
                    "(PyTorch's output_mask, for affine=False or frozen parameters)",
-    "y": "the output, the shape of x",
+    "y": "the output, the shape of x (pooling: (N, C, Ho, Wo))",
     "mean": "per-set mean: (rows,), (N, num_groups) or (C,)",
     "inv_std": "per-set 1/sqrt(var + eps), shaped like mean",
     "var": "per-set biased variance, shaped like mean (for running estimates)",
@@ -51,6 +51,16 @@ ROLES = {
     "dmax": "Batch Renormalization: d is clipped to [-dmax, dmax]",
     "r": "Batch Renormalization: sigma_B/sigma per channel, clipped (a constant for backward)",
     "d": "Batch Renormalization: (mu_B - mu)/sigma per channel, clipped (a constant too)",
+    "kernel_size": "pooling: the window, an int or (kh, kw)",
+    "stride": "pooling: the window step, an int or a pair; None means kernel_size",
+    "padding": "pooling: implicit padding on each side, an int or a pair, <= kernel_size // 2",
+    "dilation": "max pooling: the step between a window's elements, an int or a pair",
+    "ceil_mode": "pooling: round the output size up (a last, partial window)",
+    "count_include_pad": "avg pooling: the divisor counts the padding",
+    "divisor_override": "avg pooling: the divisor of every window, a nonzero int, or None",
+    "indices": "max pooling: each maximum's flat index h·W + w in its input plane, int64, "
+               "the shape of y",
+    "input_size": "pooling backward: (H, W) of x",
 }
 
 
@@ -59,7 +69,7 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows" or "ncs"
+    layout: str  # "rows", "ncs" or "nchw" (pooling)
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
@@ -106,6 +116,17 @@ KERNELS = (
            "ncs", ("reference", "cpu")),
     Kernel("local_response_norm_backward", ("dy", "x", "scale", "size", "alpha", "beta"),
            ("dx",), "ncs", ("reference", "cpu")),
+    # 2-d pooling, PyTorch's arguments (kernels/pooling.py checks them); CPU-only
+    Kernel("max_pool2d_forward", ("x", "kernel_size", "stride", "padding", "dilation",
+                                  "ceil_mode"), ("y", "indices"), "nchw", ("reference", "cpu")),
+    Kernel("max_pool2d_backward", ("dy", "indices", "input_size"), ("dx",), "nchw",
+           ("reference", "cpu")),
+    Kernel("avg_pool2d_forward", ("x", "kernel_size", "stride", "padding", "ceil_mode",
+                                  "count_include_pad", "divisor_override"), ("y",), "nchw",
+           ("reference", "cpu")),
+    Kernel("avg_pool2d_backward", ("dy", "input_size", "kernel_size", "stride", "padding",
+                                   "ceil_mode", "count_include_pad", "divisor_override"),
+           ("dx",), "nchw", ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

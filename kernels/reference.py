@@ -1,4 +1,4 @@
-"""Float64 NumPy reference of every normalization forward and backward: the spec.
+"""Float64 NumPy reference of every kernel (normalizations, 2-d pooling): the spec.
 
 Written to be read, not to be fast. Every function has the name and signature that
 kernels/api.py declares, as in `kernels.cpu` and `kernels.cuda`; results are always
@@ -14,6 +14,8 @@ Statistics of an empty set are NaN, as in PyTorch.
 from __future__ import annotations
 
 import numpy as np
+
+from kernels import pooling
 
 
 def _as64(array: np.ndarray | None) -> np.ndarray | None:
@@ -365,3 +367,99 @@ def batch_renorm_backward(
     scale = (_ones_if_none(_as64(weight), channels) * r * inv_std)[:, None]
     dx = scale / n * (n * dy - dbias[:, None] - xhat * sum_dy_xhat[:, None]) if n else dy
     return dx, r * sum_dy_xhat + d * dbias, dbias
+
+
+def _pool_windows(g) -> list:
+    """Per output dim, the input positions of each window, before clipping to the input."""
+    return [[[o * g.stride[d] - g.padding[d] + i * g.dilation[d] for i in range(g.kernel[d])]
+             for o in range(g.out[d])] for d in range(2)]
+
+
+def max_pool2d_forward(
+    x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max over each window of x (N, C, H, W), the window's positions clipped to the input:
+    the first maximum in window order wins, a NaN beats everything and the last NaN wins;
+    indices are flat input-plane positions h·W + w, -1 for a window of padding only (-inf).
+    Returns (y, indices), indices int64."""
+    x = _as64(x)
+    n, c, height, width = x.shape
+    g = pooling.geometry((height, width), kernel_size, stride, padding, dilation, ceil_mode)
+    rows, cols = _pool_windows(g)
+    y = np.full((n, c) + g.out, -np.inf)
+    indices = np.full((n, c) + g.out, -1, np.int64)
+    for oh, window_rows in enumerate(rows):
+        for ow, window_cols in enumerate(cols):
+            for h in (h for h in window_rows if 0 <= h < height):
+                for w in (w for w in window_cols if 0 <= w < width):
+                    value = x[:, :, h, w]
+                    first = indices[:, :, oh, ow] == -1
+                    wins = first | (value > y[:, :, oh, ow]) | np.isnan(value)
+                    y[:, :, oh, ow] = np.where(wins, value, y[:, :, oh, ow])
+                    indices[:, :, oh, ow] = np.where(wins, h * width + w, indices[:, :, oh, ow])
+    return y, indices
+
+
+def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray, input_size) -> np.ndarray:
+    """dx (N, C, H, W): each dy added at its saved index; index -1 (no input element) is
+    skipped."""
+    dy = _as64(dy)
+    n, c = dy.shape[:2]
+    height, width = input_size
+    dx = np.zeros((n * c, height * width))
+    flat_dy, flat_indices = dy.reshape(n * c, -1), indices.reshape(n * c, -1)
+    for p in range(n * c):
+        kept = flat_indices[p] != -1
+        np.add.at(dx[p], flat_indices[p][kept], flat_dy[p][kept])
+    return dx.reshape(n, c, height, width)
+
+
+def _avg_pool_windows(plane: tuple, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                      divisor_override):
+    """The geometry, and per output (oh, ow) its clipped window (row slice, column slice) and
+    divisor: divisor_override, else the window's size within input plus padding
+    (count_include_pad) or within the input."""
+    g = pooling.geometry(plane, kernel_size, stride, padding, 1, ceil_mode)
+    spans = []
+    for d in range(2):
+        spans.append([])
+        for o in range(g.out[d]):
+            start = o * g.stride[d] - g.padding[d]
+            stop = min(start + g.kernel[d], plane[d] + g.padding[d])
+            clipped = slice(max(start, 0), min(stop, plane[d]))
+            spans[d].append((clipped, stop - start if count_include_pad
+                             else clipped.stop - clipped.start))
+    windows = {}
+    for oh, (rows, row_count) in enumerate(spans[0]):
+        for ow, (cols, col_count) in enumerate(spans[1]):
+            windows[oh, ow] = rows, cols, divisor_override or row_count * col_count
+    return g, windows
+
+
+def avg_pool2d_forward(
+    x: np.ndarray, kernel_size, stride, padding, ceil_mode: bool, count_include_pad: bool,
+    divisor_override: int | None
+) -> np.ndarray:
+    """Mean over each window of x (N, C, H, W): the sum over the window clipped to the input,
+    divided by the divisor of `_avg_pool_windows`."""
+    x = _as64(x)
+    g, windows = _avg_pool_windows(x.shape[2:], kernel_size, stride, padding, ceil_mode,
+                                   count_include_pad, divisor_override)
+    y = np.empty(x.shape[:2] + g.out)
+    for (oh, ow), (rows, cols, divisor) in windows.items():
+        y[:, :, oh, ow] = x[:, :, rows, cols].sum(axis=(2, 3)) / divisor
+    return y
+
+
+def avg_pool2d_backward(
+    dy: np.ndarray, input_size, kernel_size, stride, padding, ceil_mode: bool,
+    count_include_pad: bool, divisor_override: int | None
+) -> np.ndarray:
+    """dx (N, C, H, W): each dy / divisor added over its clipped window."""
+    dy = _as64(dy)
+    _, windows = _avg_pool_windows(tuple(input_size), kernel_size, stride, padding, ceil_mode,
+                                   count_include_pad, divisor_override)
+    dx = np.zeros(dy.shape[:2] + tuple(input_size))
+    for (oh, ow), (rows, cols, divisor) in windows.items():
+        dx[:, :, rows, cols] += dy[:, :, oh, ow, None, None] / divisor
+    return dx

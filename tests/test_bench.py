@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from backends import BACKENDS
 
-from kernels.cases import BY_NAME, CASES
 import tinygrad_norm as tn
+from kernels.cases import BY_NAME, CASES
 from tinygrad_norm import cli, device
 
 

@@ -56,10 +56,44 @@ BAD_SCALARS = {
 }
 
 
+# ---- 2-d pooling (kernels/cpu/max_pool2d.py, avg_pool2d.py): (N, C, H, W) x, int64 indices
+POOL_SCALARS = dict(kernel_size=(3, 2), stride=(2, 1), padding=1, dilation=(1, 2),
+                    ceil_mode=True, count_include_pad=False, divisor_override=None)
+BAD_SCALARS |= {
+    "kernel_size": [0, -1, 1.5, "2", None, True, (2, 2, 2), (2,)],
+    "stride": [0, -1, 1.5, "2", True, (1, 0)],  # None is valid: kernel_size
+    "padding": [-1, 1.5, "0", None, True, 2],  # 2: more than half of kernel_size
+    "dilation": [0, -1, 1.5, None, True],
+    "ceil_mode": [0, 1, "True", None],
+    "count_include_pad": [0, 1, "True", None],
+    "divisor_override": [0, 1.5, "2", True],
+    "input_size": [5, (0, 5), (5,), (5, 5, 5), None, "55", (5.0, 5)],
+}
+FREE_SIZE = {("avg_pool2d_backward", "dy")}  # dy is its only array: any batch size is valid
+
+
+def _pool_arguments(backend: str, name: str, dtype, shape: tuple) -> dict:
+    """x (N, C, H, W) from the (N, C, S) shape (LARGE_SHAPE: above the serial threshold), and
+    dy and indices as the forward kernel returns them."""
+    plane = (5, 7) if shape[2] < 100 else (53, 53)
+    x = np.random.default_rng(0).standard_normal(shape[:2] + plane).astype(dtype)
+    named = dict(POOL_SCALARS, x=x, input_size=plane)
+    forward = name.replace("backward", "forward")
+    results = getattr(kernels_for(backend), forward)(
+        *(named[p] for p in api.BY_NAME[forward].arguments))
+    results = results if isinstance(results, tuple) else (results,)
+    named |= dict(zip(api.BY_NAME[forward].returns, results))
+    named["dy"] = np.ones_like(named["y"])
+    return {p: named[p] for p in api.BY_NAME[name].arguments}
+# ---- end of pooling
+
+
 def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
     """Arguments that the kernel accepts, as the forward kernels would produce them; the
     BatchNorm split kernels (SyncBatchNorm's passes) take BatchNorm's inputs and the float64
     statistics and sums of the passes before them."""
+    if api.BY_NAME[name].layout == "nchw":
+        return _pool_arguments(backend, name, dtype, shape)
     case = CASE_OF.get(name, BY_NAME["BatchNorm"])
     n, c, s = shape
     inputs = on_device(backend, case.inputs((n, c) if case.layout == "rows" else shape, dtype,
@@ -81,7 +115,7 @@ def _array_module(array):
     return np if isinstance(array, np.ndarray) else importlib.import_module("cupy")
 
 
-def _bad_arrays(name: str, array) -> dict:
+def _bad_arrays(name: str, array, kernel: str) -> dict:
     """Variants of `array` that no kernel may accept in its place."""
     xp = _array_module(array)
     other_float = np.float64 if array.dtype == np.float32 else np.float32
@@ -103,7 +137,10 @@ def _bad_arrays(name: str, array) -> dict:
         bad["fortran order"] = xp.asfortranarray(array)
     if name not in OPTIONAL:
         bad["None"] = None
-    if name != "x":  # more rows of x is a different valid input; every other size is fixed
+    if array.dtype == np.int64:  # indices: int64 is their dtype
+        del bad["int64"]
+    if name != "x" and (kernel, name) not in FREE_SIZE:
+        # more rows of x is a different valid input; every other size is fixed
         bad["one too many"] = xp.concatenate([array, array[:1]])
         bad["one too few"] = array[:-1].copy()
     if xp is not np:  # on a GPU, a host array is refused too
@@ -202,9 +239,10 @@ def test_bad_argument_is_refused_before_any_kernel_runs(spy, backend, name):
         valid = _valid_arguments(backend, name, dtype)
         for arg, value in valid.items():
             if hasattr(value, "shape"):
-                variants = _bad_arrays(arg, value)
-                if sum(hasattr(v, "shape") for v in valid.values()) == 1:
-                    del variants["other float dtype"]  # x alone: either float is valid
+                variants = _bad_arrays(arg, value, name)
+                if arg != "indices" and sum(hasattr(v, "shape") and v.dtype.kind == "f"
+                                            for v in valid.values()) == 1:
+                    del variants["other float dtype"]  # x (or dy) alone: either float is valid
             else:
                 variants = {repr(v): v for v in BAD_SCALARS.get(arg, [])}
             for what, bad in variants.items():
@@ -241,6 +279,8 @@ def test_kernels_only_ever_receive_contiguous_arrays_of_one_dtype(spy, backend, 
         pytest.skip(f"{name} has no {backend} kernel (kernels/api.py)")
     calls = spy(backend)
     shapes = (SHAPE, LARGE_SHAPE) if backend == "cpu" else (SHAPE,)
+    kernel_names = api.BY_NAME[name].arguments + api.BY_NAME[name].returns
+    index_dtype = (np.dtype(np.int64),) if "indices" in kernel_names else ()
     for dtype in (np.float32, np.float64):
         for shape in shapes:
             arguments = _valid_arguments(backend, name, dtype, shape)
@@ -251,7 +291,8 @@ def test_kernels_only_ever_receive_contiguous_arrays_of_one_dtype(spy, backend, 
                 for i, value in enumerate(args):
                     if _is_array(value):
                         assert _is_contiguous(value), f"{kernel} argument {i} is not contiguous"
-                        assert np.dtype(value.dtype) in (np.dtype(dtype), np.float64), (
+                        assert np.dtype(value.dtype) in (np.dtype(dtype), np.float64,
+                                                         *index_dtype), (
                             f"{kernel} argument {i} has dtype {value.dtype}")
 
 

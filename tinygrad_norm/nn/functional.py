@@ -22,14 +22,7 @@ from .functional_norm import (  # noqa: F401  (re-exported)
     rms_norm,
 )
 from .linear_ops import LinearFunction
-from .pool_ops import (
-    AvgPool2dFunction,
-    MaxPool2dFunction,
-    max_indices,
-    pad_input,
-    pool_output_size,
-    window_max,
-)
+from .pool_ops import AvgPool2dFunction, MaxPool2dFunction, pool_output_size
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -140,8 +133,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 # ---------------------------------------------------------------- pooling
 
 
-def _pool_geometry(op: str, x: Tensor, kernel_size, stride, padding, dilation, ceil_mode,
-                   max_pad: tuple) -> tuple:
+def _pool_geometry(op: str, x: Tensor, kernel_size, stride, padding, dilation,
+                   ceil_mode) -> tuple:
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None or stride == [] else _pair(stride, "stride")
     pad, dilation = _pair(padding, "padding"), _pair(dilation, "dilation")
@@ -150,10 +143,10 @@ def _pool_geometry(op: str, x: Tensor, kernel_size, stride, padding, dilation, c
             f"{op}: kernel_size, stride and dilation must be positive and padding non-negative, "
             f"got kernel_size={kernel}, stride={stride}, padding={pad}, dilation={dilation}"
         )
-    if pad[0] > max_pad[0] or pad[1] > max_pad[1]:
+    if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:  # PyTorch 2.13: dilation or not
         raise ValueError(
-            f"{op}: pad should be at most half of effective kernel size, but got pad={pad}, "
-            f"kernel_size={kernel} and dilation={dilation}"
+            f"{op}: pad should be at most half of kernel size, but got pad={pad} and "
+            f"kernel_size={kernel}"
         )
     sizes = [pool_output_size(x.shape[2 + d], kernel[d], stride[d], pad[d], dilation[d],
                               ceil_mode) for d in range(2)]
@@ -171,28 +164,25 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
                ceil_mode: bool = False, return_indices: bool = False):
     """Max over sliding windows; with return_indices also each max's flat index h * W + w."""
     x, squeeze = _as_batched(input, "max_pool2d")
-    kernel, dil = _pair(kernel_size, "kernel_size"), _pair(dilation, "dilation")
-    max_pad = tuple((d * (k - 1) + 1) // 2 for k, d in zip(kernel, dil))
     kernel, stride, padding, dilation, out_size = _pool_geometry(
-        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, max_pad
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
     )
+    indices = [] if return_indices else None
     out = _unbatch(MaxPool2dFunction.apply(x, kernel=kernel, stride=stride, padding=padding,
-                                           dilation=dilation, out_size=out_size), squeeze)
+                                           dilation=dilation, out_size=out_size,
+                                           ceil_mode=bool(ceil_mode), indices_out=indices),
+                   squeeze)
     if not return_indices:
         return out
-    _, argmax = window_max(pad_input(x.data, padding, -np.inf), kernel, stride, dilation,
-                           out_size)
-    indices = max_indices(argmax, x.shape, kernel, stride, padding, dilation)
-    return out, _unbatch(Tensor(indices), squeeze)
+    return out, _unbatch(Tensor(indices[0]), squeeze)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
     """Mean over sliding windows; the divisor follows PyTorch's padding and ceil_mode rules."""
     x, squeeze = _as_batched(input, "avg_pool2d")
-    max_pad = tuple(k // 2 for k in _pair(kernel_size, "kernel_size"))
     kernel, stride, padding, _, out_size = _pool_geometry(
-        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, max_pad
+        "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
     )
     if divisor_override is not None:
         if divisor_override <= 0:
@@ -203,7 +193,9 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
                                  out_size[d], count_include_pad) for d in range(2)]
         divisor = np.outer(*counts).astype(x.dtype)
     out = AvgPool2dFunction.apply(x, kernel=kernel, stride=stride, padding=padding,
-                                  out_size=out_size, divisor=divisor)
+                                  out_size=out_size, divisor=divisor, ceil_mode=bool(ceil_mode),
+                                  count_include_pad=bool(count_include_pad),
+                                  divisor_override=divisor_override)
     return _unbatch(out, squeeze)
 
 
