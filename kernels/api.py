@@ -21,17 +21,17 @@ from dataclasses import dataclass
 
 # What each argument and result name means, wherever it appears.
 ROLES = {
-    "x": "the input: (rows, cols) or (N, C, S)",
-    "dy": "the upstream gradient, the shape of x",
-    "weight": "gamma: (cols,) or (C,); None means no affine scale",
-    "bias": "beta: (cols,) or (C,); None means no affine shift",
+    "x": "the input: (rows, cols), (N, C, S) or, for conv2d, (N, C, H, W)",
+    "dy": "the upstream gradient, the shape of y",
+    "weight": "gamma: (cols,) or (C,); None means no affine scale. conv2d: (O, C/groups, kh, kw)",
+    "bias": "beta: (cols,) or (C,); None means no affine shift. conv2d: (O,) or None",
     "eps": "added to the variance (or mean square) inside the square root",
     "num_groups": "sets per sample; a positive divisor of C",
     "running_mean": "the running estimate of the mean, (C,)",
     "running_var": "the running estimate of the variance, (C,)",
     "param_grads": "False: dweight and dbias are not computed and come back as None "
                    "(PyTorch's output_mask, for affine=False or frozen parameters)",
-    "y": "the output, the shape of x",
+    "y": "the output, the shape of x; conv2d: (N, O, Ho, Wo)",
     "mean": "per-set mean: (rows,), (N, num_groups) or (C,)",
     "inv_std": "per-set 1/sqrt(var + eps), shaped like mean",
     "var": "per-set biased variance, shaped like mean (for running estimates)",
@@ -51,6 +51,12 @@ ROLES = {
     "dmax": "Batch Renormalization: d is clipped to [-dmax, dmax]",
     "r": "Batch Renormalization: sigma_B/sigma per channel, clipped (a constant for backward)",
     "d": "Batch Renormalization: (mu_B - mu)/sigma per channel, clipped (a constant too)",
+    "stride": "conv2d: an int or a pair (sh, sw) of positive ints",
+    "padding": "conv2d: zero padding, an int, a pair or ((top, bottom), (left, right))",
+    "dilation": "conv2d: an int or a pair (dh, dw) of positive ints",
+    "groups": "conv2d: channel groups, a positive divisor of both channel counts",
+    "output_mask": "conv2d: three bools, which of (dx, dweight, dbias) to compute (PyTorch's "
+                   "output_mask); the others come back as None",
 }
 
 
@@ -59,7 +65,7 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows" or "ncs"
+    layout: str  # "rows", "ncs" or "nchw"
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
@@ -106,6 +112,12 @@ KERNELS = (
            "ncs", ("reference", "cpu")),
     Kernel("local_response_norm_backward", ("dy", "x", "scale", "size", "alpha", "beta"),
            ("dx",), "ncs", ("reference", "cpu")),
+    # 2-D convolution (im2col + BLAS); the cuda device keeps its CuPy path
+    Kernel("conv2d_forward", ("x", "weight", "bias", "stride", "padding", "dilation", "groups"),
+           ("y",), "nchw", ("reference", "cpu")),
+    Kernel("conv2d_backward", ("dy", "x", "weight", "stride", "padding", "dilation", "groups",
+                               "output_mask"), ("dx", "dweight", "dbias"), "nchw",
+           ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

@@ -1,4 +1,5 @@
-"""Float64 NumPy reference of every normalization forward and backward: the spec.
+"""Float64 NumPy reference of every normalization forward and backward: the spec (conv2d's
+is in kernels/reference_conv.py, imported here).
 
 Written to be read, not to be fast. Every function has the name and signature that
 kernels/api.py declares, as in `kernels.cpu` and `kernels.cuda`; results are always
@@ -14,6 +15,8 @@ Statistics of an empty set are NaN, as in PyTorch.
 from __future__ import annotations
 
 import numpy as np
+
+from kernels.reference_conv import conv2d_backward, conv2d_forward  # noqa: F401
 
 
 def _as64(array: np.ndarray | None) -> np.ndarray | None:
@@ -365,3 +368,4 @@ def batch_renorm_backward(
     scale = (_ones_if_none(_as64(weight), channels) * r * inv_std)[:, None]
     dx = scale / n * (n * dy - dbias[:, None] - xhat * sum_dy_xhat[:, None]) if n else dy
     return dx, r * sum_dy_xhat + d * dbias, dbias
+
