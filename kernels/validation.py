@@ -202,8 +202,9 @@ def check_conv_geometry(x_shape: tuple, weight_shape: tuple, stride: object, pad
     out_size = tuple((x_shape[2 + d] + sum(pads[d]) - dilation[d] * (weight_shape[2 + d] - 1)
                       - 1) // stride[d] + 1 for d in range(2))
     if min(out_size) < 1:
-        raise ValueError(f"x of shape {x_shape} padded by {pads} is smaller than the dilated "
-                         f"kernel of weight {weight_shape}: output size {out_size}")
+        raise ValueError(f"output size {out_size} < 1: x of shape {x_shape} with padding "
+                         f"{pads} is smaller than the kernel of weight {weight_shape} at "
+                         f"dilation {dilation} (stride {stride})")
     return ConvGeometry(stride, pads, dilation, int(groups), out_size)
 
 

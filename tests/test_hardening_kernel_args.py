@@ -53,13 +53,34 @@ BAD_SCALARS = {
     "count": [0, -1, 1.5, "3", None, True],
     "rmax": [0.5, float("nan"), float("inf"), "2", None, True],
     "dmax": [-1.0, float("nan"), float("inf"), "1", None, True],
+    # conv2d (see _conv2d_arguments)
+    "stride": [0, -1, (1,), (1, 0), 1.5, "1", None, True],
+    "padding": [-1, (1, -1), ((1, 1),), ((1, 1), (1, -1)), 1.5, "1", None, True],
+    "dilation": [0, (1, 0), 100, 1.5, "1", None, True],
+    "groups": [0, -1, 3, 4, 1.5, "2", None, True],
+    "output_mask": [None, (True, True), (1, 1, 1), "yes", True],
 }
+
+
+def _conv2d_arguments(name: str, dtype, shape) -> dict:
+    """conv2d: x (N, 4, H, W), weight (4, 2, 3, 3) in 2 groups (so that one output channel
+    more or fewer is refused), padding 1 (dy has x's shape); LARGE_SHAPE runs the parallel
+    loops."""
+    rng = np.random.default_rng(0)
+    size = (shape[0], 4) + ((5, 6) if shape == SHAPE else (70, 71))
+    named = dict(x=rng.standard_normal(size).astype(dtype), dy=np.ones(size, dtype),
+                 weight=rng.standard_normal((4, 2, 3, 3)).astype(dtype),
+                 bias=rng.standard_normal(4).astype(dtype), stride=1, padding=1, dilation=1,
+                 groups=2, output_mask=(True, True, True))
+    return {p: named[p] for p in api.BY_NAME[name].arguments}
 
 
 def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
     """Arguments that the kernel accepts, as the forward kernels would produce them; the
     BatchNorm split kernels (SyncBatchNorm's passes) take BatchNorm's inputs and the float64
     statistics and sums of the passes before them."""
+    if name.startswith("conv2d"):
+        return _conv2d_arguments(name, dtype, shape)
     case = CASE_OF.get(name, BY_NAME["BatchNorm"])
     n, c, s = shape
     inputs = on_device(backend, case.inputs((n, c) if case.layout == "rows" else shape, dtype,
