@@ -195,7 +195,7 @@ def _valid(dtype=np.float32):
     (dict(dilation=True), TypeError, "dilation must be an int or a pair"),
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(padding=((1, 1), (1, -1))), ValueError, "padding must be >= 0"),
-    (dict(dilation=4), ValueError, "output size .* dilation 4"),
+    (dict(dilation=4), ValueError, r"output size .* dilation \(4, 4\)"),
     (dict(bias=np.zeros(3, np.float32)), ValueError, "bias must have shape"),
     (dict(weight=np.zeros((4, 2, 3, 3))), TypeError, "weight must have the dtype of x"),
     (dict(x=np.zeros((2, 4, 5, 5), np.float32)[..., ::-1]), ValueError, "x must be C-contig"),
