@@ -57,6 +57,8 @@ ROLES = {
     "groups": "conv2d: channel groups, a positive divisor of both channel counts",
     "output_mask": "conv2d: three bools, which of (dx, dweight, dbias) to compute (PyTorch's "
                    "output_mask); the others come back as None",
+    "columns": "conv2d: the im2col matrix of x, (C·kh·kw, N·Ho·Wo), from forward; None in "
+               "backward: recomputed from x",
 }
 
 
@@ -114,9 +116,9 @@ KERNELS = (
            ("dx",), "ncs", ("reference", "cpu")),
     # 2-D convolution (im2col + BLAS); the cuda device keeps its CuPy path
     Kernel("conv2d_forward", ("x", "weight", "bias", "stride", "padding", "dilation", "groups"),
-           ("y",), "nchw", ("reference", "cpu")),
+           ("y", "columns"), "nchw", ("reference", "cpu")),
     Kernel("conv2d_backward", ("dy", "x", "weight", "stride", "padding", "dilation", "groups",
-                               "output_mask"), ("dx", "dweight", "dbias"), "nchw",
+                               "output_mask", "columns"), ("dx", "dweight", "dbias"), "nchw",
            ("reference", "cpu")),
 )
 

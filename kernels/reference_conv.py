@@ -33,23 +33,27 @@ def _grouped(array: np.ndarray, groups: int) -> np.ndarray:
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride,
-                   padding, dilation, groups: int) -> tuple[np.ndarray]:
-    """y = conv2d(x, weight) + bias; returns (y,)."""
+                   padding, dilation, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """y = conv2d(x, weight) + bias; returns (y, cols), cols[(c·kh + i)·kw + j, (n·Ho + oy)·Wo
+    + ox] = xp[n, c, oy·sh + i·dh, ox·sw + j·dw] (the im2col matrix)."""
     geometry = check_conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0)) + geometry.padding)
     w = _grouped(np.asarray(weight, np.float64)[None], groups)[0]  # (G, O/G, C/G, kh, kw)
     y = np.zeros((x.shape[0], weight.shape[0]) + geometry.out_size)
+    cols = np.zeros((x.shape[1],) + weight.shape[2:] + y.shape[:1] + y.shape[2:])
     for i, j, window in _offsets(geometry, weight.shape[2:]):
         taps = _grouped(xp[:, :, window[0], window[1]], groups)  # (N, G, C/G, Ho, Wo)
         y += np.einsum("goc,ngcyx->ngoyx", w[:, :, :, i, j], taps).reshape(y.shape)
+        cols[:, i, j] = xp[:, :, window[0], window[1]].transpose(1, 0, 2, 3)
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
-    return (y,)
+    return y, cols.reshape(x.shape[1] * weight.shape[2] * weight.shape[3], -1)
 
 
 def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, padding,
-                    dilation, groups: int, output_mask=(True, True, True)) -> tuple:
-    """(dx, dweight, dbias); an entry whose output_mask is False is None."""
+                    dilation, groups: int, output_mask=(True, True, True), columns=None) -> tuple:
+    """(dx, dweight, dbias); an entry whose output_mask is False is None. columns
+    (forward's im2col) is only a cache for the kernels: the spec computes from x."""
     geometry = check_conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
     want_dx, want_dweight, want_dbias = check_output_mask(output_mask)
     (top, _), (left, _) = geometry.padding

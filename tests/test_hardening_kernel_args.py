@@ -35,7 +35,7 @@ KERNEL_MODULES = {  # every module of kernels/<backend>/ that holds compiled ker
                     if f.stem not in NOT_KERNEL_MODULES)
     for backend in ("cpu", "cuda")
 }
-OPTIONAL = {"weight", "bias"}  # None means "no affine"; every other array is required
+OPTIONAL = {"weight", "bias", "columns"}  # None: no affine (conv2d: recompute columns)
 SHAPE = (4, 6, 5)  # (N, C, S); LayerNorm/RMSNorm take (N, C)
 GROUPS = 3
 LARGE_SHAPE = (4, 6, 2731)  # > 65536 elements: the CPU's parallel drivers
@@ -72,6 +72,11 @@ def _conv2d_arguments(name: str, dtype, shape) -> dict:
                  weight=rng.standard_normal((4, 2, 3, 3)).astype(dtype),
                  bias=rng.standard_normal(4).astype(dtype), stride=1, padding=1, dilation=1,
                  groups=2, output_mask=(True, True, True))
+    if name == "conv2d_backward":
+        import kernels.cpu as cpu
+
+        named["columns"] = cpu.conv2d_forward(**{p: named[p] for p in api.BY_NAME[
+            "conv2d_forward"].arguments})[1]
     return {p: named[p] for p in api.BY_NAME[name].arguments}
 
 

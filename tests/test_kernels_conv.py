@@ -55,12 +55,15 @@ def _assert_close(ours, theirs, dtype, what):
 def test_kernels_match_reference_and_torch(dtype, stride, padding, dilation, groups):
     x, weight, bias = _problem(dtype, groups=groups)
     args = (stride, padding, dilation, groups)
-    (y,) = cpu.conv2d_forward(x, weight, bias, *args)
-    assert y.dtype == dtype
+    y, cols = cpu.conv2d_forward(x, weight, bias, *args)
+    assert y.dtype == cols.dtype == dtype
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    grads = cpu.conv2d_backward(dy, x, weight, *args, (True, True, True))
-    expected = [reference.conv2d_forward(x, weight, bias, *args)[0],
-                *reference.conv2d_backward(dy, x, weight, *args)]
+    grads = cpu.conv2d_backward(dy, x, weight, *args, (True, True, True), cols)
+    recomputed = cpu.conv2d_backward(dy, x, weight, *args, (False, True, False))[1]
+    np.testing.assert_array_equal(recomputed, grads[1])  # the same cols, from x again
+    y_spec, cols_spec = reference.conv2d_forward(x, weight, bias, *args)
+    np.testing.assert_array_equal(cols, cols_spec.astype(dtype))  # a copy: exact
+    expected = [y_spec, *reference.conv2d_backward(dy, x, weight, *args)]
     theirs = _torch_conv(x.astype(np.float64), weight.astype(np.float64),
                          bias.astype(np.float64), *args, dy.astype(np.float64))
     for name, ours, spec, torch_value in zip(("y", "dx", "dweight", "dbias"), (y, *grads),
@@ -81,10 +84,10 @@ def test_kernels_match_reference_and_torch(dtype, stride, padding, dilation, gro
 def test_odd_sizes_match_reference(shape, out_channels, kernel, dtype):
     x, weight, bias = _problem(dtype, shape, out_channels, kernel)
     args = (1, (kernel[0] // 2, 0), 1, 1)
-    (y,) = cpu.conv2d_forward(x, weight, bias, *args)
+    y, cols = cpu.conv2d_forward(x, weight, bias, *args)
     dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
-    got = (y, *cpu.conv2d_backward(dy, x, weight, *args, (True, True, True)))
-    want = (*reference.conv2d_forward(x, weight, bias, *args),
+    got = (y, *cpu.conv2d_backward(dy, x, weight, *args, (True, True, True), cols))
+    want = (reference.conv2d_forward(x, weight, bias, *args)[0],
             *reference.conv2d_backward(dy, x, weight, *args))
     for name, ours, spec in zip(("y", "dx", "dweight", "dbias"), got, want):
         _assert_close(ours, spec, dtype, name)
@@ -109,7 +112,7 @@ def test_first_layer_asks_for_no_input_gradient(monkeypatch):
     backward = cpu.conv2d_backward
 
     def record(*args):
-        masks.append(args[-1])
+        masks.append(args[-2])  # (..., output_mask, columns)
         return backward(*args)
 
     monkeypatch.setattr(cpu, "conv2d_backward", record)
@@ -210,6 +213,8 @@ def test_bad_forward_arguments_are_clear_errors(change, error, message):
     (dict(dy=np.zeros((2, 4, 5, 4), np.float32)), ValueError, "dy must have shape"),
     (dict(output_mask=(True, True)), TypeError, "output_mask must be three bools"),
     (dict(output_mask=(1, 1, 1)), TypeError, "output_mask must be three bools"),
+    (dict(columns=np.zeros((18, 50), np.float32)), ValueError, "columns must have shape"),
+    (dict(columns=np.zeros((36, 50))), TypeError, "columns must have the dtype of x"),
 ])
 def test_bad_backward_arguments_are_clear_errors(change, error, message):
     valid = _valid()

@@ -16,23 +16,14 @@ x (32, 16, 8, 8), w (16, 16, 3, 3), stride 1, padding 1: forward + backward abou
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from kernels.cpu.conv2d import windows
 
 from ..autograd import Function
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
     return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def windows(padded: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple,
-            out_size: tuple) -> np.ndarray:
-    """A read-only (N, C, kh, kw, Ho, Wo) view of the windows of a padded input:
-    view[n, c, i, j, y, x] = padded[n, c, y*s + i*d, x*s + j*d]."""
-    sn, sc, sh, sw = padded.strides
-    shape = padded.shape[:2] + tuple(kernel) + tuple(out_size)
-    strides = (sn, sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1])
-    return as_strided(padded, shape, strides, writeable=False)
 
 
 def window_slices(kernel: tuple, stride: tuple, dilation: tuple, out_size: tuple):
@@ -108,7 +99,9 @@ class Conv2dFunction(Function):
             x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
             bias = None if bias is None else np.ascontiguousarray(bias)
             ctx.save_for_backward(x, weight)
-            return cpu.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)[0]
+            out, cols = cpu.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+            ctx.cols = cols if ctx.needs_input_grad[1] else None  # dweight's, kept from forward
+            return out
         outs, all_cols = [], []
         for xs, ws in _group_slices(x.shape[1], weight.shape[0], groups):
             out, cols = _generic_forward(x[:, xs], weight[ws], stride, padding, dilation)
@@ -130,7 +123,7 @@ class Conv2dFunction(Function):
             from kernels import cpu
 
             return cpu.conv2d_backward(np.ascontiguousarray(grad), x, weight, stride, padding,
-                                       dilation, groups, needs)
+                                       dilation, groups, needs, ctx.cols)
         grads = [_generic_backward(grad[:, ws], x[:, xs], weight[ws], cols, stride, padding,
                                    dilation, needs[0])
                  for (xs, ws), cols in zip(_group_slices(x.shape[1], weight.shape[0], groups),
