@@ -21,17 +21,17 @@ from dataclasses import dataclass
 
 # What each argument and result name means, wherever it appears.
 ROLES = {
-    "x": "the input: (rows, cols), (N, C, S) or, for pooling, (N, C, H, W)",
+    "x": "the input: (rows, cols), (N, C, S) or, for pooling and conv2d, (N, C, H, W)",
     "dy": "the upstream gradient, the shape of y (of x, for the normalizations)",
-    "weight": "gamma: (cols,) or (C,); None means no affine scale",
-    "bias": "beta: (cols,) or (C,); None means no affine shift",
+    "weight": "gamma: (cols,) or (C,); None means no affine scale. conv2d: (O, C/groups, kh, kw)",
+    "bias": "beta: (cols,) or (C,); None means no affine shift. conv2d: (O,) or None",
     "eps": "added to the variance (or mean square) inside the square root",
     "num_groups": "sets per sample; a positive divisor of C",
     "running_mean": "the running estimate of the mean, (C,)",
     "running_var": "the running estimate of the variance, (C,)",
     "param_grads": "False: dweight and dbias are not computed and come back as None "
                    "(PyTorch's output_mask, for affine=False or frozen parameters)",
-    "y": "the output, the shape of x (pooling: (N, C, Ho, Wo))",
+    "y": "the output, the shape of x (pooling: (N, C, Ho, Wo); conv2d: (N, O, Ho, Wo))",
     "mean": "per-set mean: (rows,), (N, num_groups) or (C,)",
     "inv_std": "per-set 1/sqrt(var + eps), shaped like mean",
     "var": "per-set biased variance, shaped like mean (for running estimates)",
@@ -52,15 +52,22 @@ ROLES = {
     "r": "Batch Renormalization: sigma_B/sigma per channel, clipped (a constant for backward)",
     "d": "Batch Renormalization: (mu_B - mu)/sigma per channel, clipped (a constant too)",
     "kernel_size": "pooling: the window, an int or (kh, kw)",
-    "stride": "pooling: the window step, an int or a pair; None means kernel_size",
-    "padding": "pooling: implicit padding on each side, an int or a pair, <= kernel_size // 2",
-    "dilation": "max pooling: the step between a window's elements, an int or a pair",
+    "stride": "pooling, conv2d: the window step, an int or a pair of positive ints (pooling: "
+              "None means kernel_size)",
+    "padding": "pooling: implicit padding on each side, an int or a pair, <= kernel_size // 2; "
+               "conv2d: zero padding, an int, a pair or ((top, bottom), (left, right))",
+    "dilation": "max pooling, conv2d: the step between a window's elements, an int or a pair",
     "ceil_mode": "pooling: round the output size up (a last, partial window)",
     "count_include_pad": "avg pooling: the divisor counts the padding",
     "divisor_override": "avg pooling: the divisor of every window, a nonzero int, or None",
     "indices": "max pooling: each maximum's flat index h·W + w in its input plane, int64, "
                "the shape of y",
     "input_size": "pooling backward: (H, W) of x",
+    "groups": "conv2d: channel groups, a positive divisor of both channel counts",
+    "output_mask": "conv2d: three bools, which of (dx, dweight, dbias) to compute (PyTorch's "
+                   "output_mask); the others come back as None",
+    "columns": "conv2d: the im2col matrix of x, (C·kh·kw, N·Ho·Wo), from forward; None in "
+               "backward: recomputed from x",
 }
 
 
@@ -69,7 +76,7 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows", "ncs" or "nchw" (pooling)
+    layout: str  # "rows", "ncs" or "nchw" (pooling, conv2d)
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
@@ -127,6 +134,12 @@ KERNELS = (
     Kernel("avg_pool2d_backward", ("dy", "input_size", "kernel_size", "stride", "padding",
                                    "ceil_mode", "count_include_pad", "divisor_override"),
            ("dx",), "nchw", ("reference", "cpu")),
+    # 2-D convolution (im2col + BLAS); the cuda device keeps its CuPy path
+    Kernel("conv2d_forward", ("x", "weight", "bias", "stride", "padding", "dilation", "groups"),
+           ("y", "columns"), "nchw", ("reference", "cpu")),
+    Kernel("conv2d_backward", ("dy", "x", "weight", "stride", "padding", "dilation", "groups",
+                               "output_mask", "columns"), ("dx", "dweight", "dbias"), "nchw",
+           ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

@@ -1,4 +1,5 @@
-"""Float64 NumPy reference of every kernel (normalizations, 2-d pooling): the spec.
+"""Float64 NumPy reference of every kernel (normalizations, 2-d pooling): the spec (conv2d's
+is in kernels/reference_conv.py, imported here).
 
 Written to be read, not to be fast. Every function has the name and signature that
 kernels/api.py declares, as in `kernels.cpu` and `kernels.cuda`; results are always
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import pooling
+from kernels.reference_conv import conv2d_backward, conv2d_forward  # noqa: F401
 
 
 def _as64(array: np.ndarray | None) -> np.ndarray | None:

@@ -148,3 +148,70 @@ def check_num_groups(num_groups: object, channels: int) -> int:
             f"not divisible by num_groups={num_groups}"
         )
     return int(num_groups)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each >= minimum, as a pair of Python ints."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A checked conv2d geometry: every size the kernels index with."""
+
+    stride: tuple[int, int]
+    padding: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
+    dilation: tuple[int, int]
+    groups: int
+    out_size: tuple[int, int]  # (Ho, Wo)
+
+
+def check_conv_geometry(x_shape: tuple, weight_shape: tuple, stride: object, padding: object,
+                        dilation: object, groups: object) -> ConvGeometry:
+    """stride and dilation: an int or a pair of positive ints; padding: an int, a pair
+    (symmetric) or ((top, bottom), (left, right)) of non-negative ints; groups: a positive int
+    dividing the output channels, with C == weight.shape[1]·groups; the output at least 1x1."""
+    stride = _int_pair("stride", stride, 1)
+    dilation = _int_pair("dilation", dilation, 1)
+    if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
+        if len(padding) != 2:
+            raise TypeError(f"padding must be ((top, bottom), (left, right)), got {padding!r}")
+        pads = tuple(_int_pair("padding", p, 0) for p in padding)
+    else:
+        pads = tuple((p, p) for p in _int_pair("padding", padding, 0))
+    if not _is_int(groups):
+        raise TypeError(f"groups must be an int, got {type(groups).__name__}")
+    out_channels, group_channels, kh, kw = weight_shape
+    if groups <= 0 or out_channels % groups:
+        raise ValueError(f"groups must be a positive int dividing the output channels "
+                         f"(weight.shape[0] = {out_channels}), got {groups}")
+    if x_shape[1] != group_channels * groups:
+        raise ValueError(f"x must have weight.shape[1]·groups = {group_channels * groups} "
+                         f"channels, got x of shape {x_shape}")
+    if min(out_channels, group_channels, kh, kw) == 0:
+        raise ValueError(f"weight must have no zero size, got shape {weight_shape}")
+    out_size = tuple((x_shape[2 + d] + sum(pads[d]) - dilation[d] * (weight_shape[2 + d] - 1)
+                      - 1) // stride[d] + 1 for d in range(2))
+    if min(out_size) < 1:
+        raise ValueError(f"output size {out_size} < 1: x of shape {x_shape} with padding "
+                         f"{pads} is smaller than the kernel of weight {weight_shape} at "
+                         f"dilation {dilation} (stride {stride})")
+    return ConvGeometry(stride, pads, dilation, int(groups), out_size)
+
+
+def check_output_mask(output_mask: object) -> tuple[bool, bool, bool]:
+    """(dx, dweight, dbias) wanted: three bools, as PyTorch's output_mask."""
+    if (not isinstance(output_mask, (tuple, list)) or len(output_mask) != 3
+            or not all(isinstance(m, (bool, np.bool_)) for m in output_mask)):
+        raise TypeError(f"output_mask must be three bools (dx, dweight, dbias), got "
+                        f"{output_mask!r}")
+    return tuple(bool(m) for m in output_mask)

@@ -35,7 +35,7 @@ KERNEL_MODULES = {  # every module of kernels/<backend>/ that holds compiled ker
                     if f.stem not in NOT_KERNEL_MODULES)
     for backend in ("cpu", "cuda")
 }
-OPTIONAL = {"weight", "bias"}  # None means "no affine"; every other array is required
+OPTIONAL = {"weight", "bias", "columns"}  # None: no affine (conv2d: recompute columns)
 SHAPE = (4, 6, 5)  # (N, C, S); LayerNorm/RMSNorm take (N, C)
 GROUPS = 3
 LARGE_SHAPE = (4, 6, 2731)  # > 65536 elements: the CPU's parallel drivers
@@ -54,12 +54,19 @@ BAD_SCALARS = {
     "rmax": [0.5, float("nan"), float("inf"), "2", None, True],
     "dmax": [-1.0, float("nan"), float("inf"), "1", None, True],
 }
+CONV_BAD_SCALARS = {  # conv2d (see _conv2d_arguments); pooling's names mean other things
+    "stride": [0, -1, (1,), (1, 0), 1.5, "1", None, True],
+    "padding": [-1, (1, -1), ((1, 1),), ((1, 1), (1, -1)), 1.5, "1", None, True],
+    "dilation": [0, (1, 0), 100, 1.5, "1", None, True],
+    "groups": [0, -1, 3, 4, 1.5, "2", None, True],
+    "output_mask": [None, (True, True), (1, 1, 1), "yes", True],
+}
 
 
 # ---- 2-d pooling (kernels/cpu/max_pool2d.py, avg_pool2d.py): (N, C, H, W) x, int64 indices
 POOL_SCALARS = dict(kernel_size=(3, 2), stride=(2, 1), padding=1, dilation=(1, 2),
                     ceil_mode=True, count_include_pad=False, divisor_override=None)
-BAD_SCALARS |= {
+POOL_BAD_SCALARS = {
     "kernel_size": [0, -1, 1.5, "2", None, True, (2, 2, 2), (2,)],
     "stride": [0, -1, 1.5, "2", True, (1, 0)],  # None is valid: kernel_size
     "padding": [-1, 1.5, "0", None, True, 2],  # 2: more than half of kernel_size
@@ -88,11 +95,37 @@ def _pool_arguments(backend: str, name: str, dtype, shape: tuple) -> dict:
 # ---- end of pooling
 
 
+def _conv2d_arguments(name: str, dtype, shape) -> dict:
+    """conv2d: x (N, 4, H, W), weight (4, 2, 3, 3) in 2 groups (so that one output channel
+    more or fewer is refused), padding 1 (dy has x's shape); LARGE_SHAPE runs the parallel
+    loops."""
+    rng = np.random.default_rng(0)
+    size = (shape[0], 4) + ((5, 6) if shape == SHAPE else (70, 71))
+    named = dict(x=rng.standard_normal(size).astype(dtype), dy=np.ones(size, dtype),
+                 weight=rng.standard_normal((4, 2, 3, 3)).astype(dtype),
+                 bias=rng.standard_normal(4).astype(dtype), stride=1, padding=1, dilation=1,
+                 groups=2, output_mask=(True, True, True))
+    if name == "conv2d_backward":
+        import kernels.cpu as cpu
+
+        named["columns"] = cpu.conv2d_forward(**{p: named[p] for p in api.BY_NAME[
+            "conv2d_forward"].arguments})[1]
+    return {p: named[p] for p in api.BY_NAME[name].arguments}
+
+
+def _bad_scalars(name: str, arg: str) -> list:
+    family = (CONV_BAD_SCALARS if name.startswith("conv2d") else
+              POOL_BAD_SCALARS if "pool2d" in name else {})
+    return family.get(arg, BAD_SCALARS.get(arg, []))
+
+
 def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
     """Arguments that the kernel accepts, as the forward kernels would produce them; the
     BatchNorm split kernels (SyncBatchNorm's passes) take BatchNorm's inputs and the float64
     statistics and sums of the passes before them."""
-    if api.BY_NAME[name].layout == "nchw":
+    if name.startswith("conv2d"):
+        return _conv2d_arguments(name, dtype, shape)
+    if "pool2d" in name:
         return _pool_arguments(backend, name, dtype, shape)
     case = CASE_OF.get(name, BY_NAME["BatchNorm"])
     n, c, s = shape
@@ -244,7 +277,7 @@ def test_bad_argument_is_refused_before_any_kernel_runs(spy, backend, name):
                                             for v in valid.values()) == 1:
                     del variants["other float dtype"]  # x (or dy) alone: either float is valid
             else:
-                variants = {repr(v): v for v in BAD_SCALARS.get(arg, [])}
+                variants = {repr(v): v for v in _bad_scalars(name, arg)}
             for what, bad in variants.items():
                 tried += 1
                 calls.clear()

@@ -88,6 +88,8 @@ LAYERS = {
     "conv_kernel_equals_input": (lambda: torch.nn.Conv2d(2, 3, (5, 4)),
                                  lambda: nn.Conv2d(2, 3, (5, 4)), (2, 2, 5, 4)),
     "conv_1x1": (lambda: torch.nn.Conv2d(3, 2, 1), lambda: nn.Conv2d(3, 2, 1), (2, 3, 3, 3)),
+    "conv_groups": (lambda: torch.nn.Conv2d(4, 6, 3, groups=2, padding=1),
+                    lambda: nn.Conv2d(4, 6, 3, groups=2, padding=1), (2, 4, 5, 4)),
     "maxpool": (lambda: torch.nn.MaxPool2d(2), lambda: nn.MaxPool2d(2), (2, 3, 6, 5)),
     "maxpool_stride_padding": (lambda: torch.nn.MaxPool2d(3, stride=2, padding=1),
                                lambda: nn.MaxPool2d(3, stride=2, padding=1), (2, 2, 7, 6)),
@@ -530,11 +532,13 @@ def test_conv2d_wrong_channels_is_a_clear_error():
         nn.Conv2d(3, 2, 3)(tn.randn(2, 4, 5, 5))
 
 
-def test_conv2d_groups_other_than_one_is_a_clear_error():
-    with pytest.raises(ValueError, match="groups=2"):
-        nn.Conv2d(4, 4, 3, groups=2)
-    with pytest.raises(ValueError, match="groups=2"):
-        F.conv2d(tn.randn(1, 4, 5, 5), tn.randn(4, 2, 3, 3), groups=2)
+def test_conv2d_groups_that_do_not_divide_the_channels_are_a_clear_error():
+    with pytest.raises(ValueError, match="divisible by groups=2"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="groups=3 must divide the output channels"):
+        F.conv2d(tn.randn(1, 6, 5, 5), tn.randn(4, 2, 3, 3), groups=3)
+    with pytest.raises(ValueError, match="expects 4 input channels"):
+        F.conv2d(tn.randn(1, 6, 5, 5), tn.randn(4, 2, 3, 3), groups=2)
 
 
 def test_conv2d_kernel_bigger_than_input_is_a_clear_error():

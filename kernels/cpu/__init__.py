@@ -1,8 +1,8 @@
 """Numba CPU kernels for BatchNorm, Batch Renormalization, LayerNorm, GroupNorm/InstanceNorm,
-RMSNorm and LocalResponseNorm, and 2-d max and average pooling.
+RMSNorm and LocalResponseNorm, 2-d max and average pooling, and conv2d.
 
 The functions that kernels/api.py declares, as `kernels.reference` and `kernels.cuda` do
-(Batch Renormalization, LocalResponseNorm and pooling are CPU-only).
+(Batch Renormalization, LocalResponseNorm, pooling and conv2d are CPU-only).
 Kernels are compiled lazily on first use for the dtype they see and cached on disk
 (`cache=True`); kernels/numba_cache.py decides where (NUMBA_CACHE_DIR, the package,
 ~/.cache, else a temp dir: a read-only install never fails) and invalidates a cached
@@ -35,6 +35,7 @@ from kernels.cpu.batch_norm import (
     batch_norm_statistics,
 )
 from kernels.cpu.batch_renorm import batch_renorm_backward, batch_renorm_forward_train
+from kernels.cpu.conv2d import conv2d_backward, conv2d_forward
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward
 from kernels.cpu.local_response_norm import (

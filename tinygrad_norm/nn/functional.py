@@ -98,16 +98,20 @@ def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tup
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
-    """2-D cross-correlation of input (N, C, H, W) or (C, H, W) with weight (O, C, kh, kw)."""
-    if groups != 1:
-        raise ValueError(f"conv2d: groups={groups} is not implemented; only groups=1 is supported")
+    """2-D cross-correlation of input (N, C, H, W) or (C, H, W) with weight (O, C/groups, kh,
+    kw): each of the `groups` channel groups of the input feeds its share of the outputs."""
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     x, squeeze = _as_batched(input, "conv2d")
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4D (O, C, kh, kw), got shape {weight.shape}")
-    if x.shape[1] != weight.shape[1]:
+    if weight.shape[0] % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide the output channels, got weight "
+                         f"of shape {weight.shape}")
+    if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(
-            f"conv2d: weight of shape {weight.shape} expects {weight.shape[1]} input channels, "
-            f"but got input of shape {input.shape} with {x.shape[1]} channels"
+            f"conv2d: weight of shape {weight.shape} expects {weight.shape[1] * groups} input "
+            f"channels, but got input of shape {input.shape} with {x.shape[1]} channels"
         )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
@@ -126,7 +130,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
             f"conv2d: input of shape {input.shape} padded by {pad} is smaller than the dilated "
             f"kernel {kernel} (dilation {dilation}): output size {tuple(out_size)} is too small"
         )
-    out = Conv2dFunction.apply(x, weight, bias, stride=stride, padding=pad, dilation=dilation)
+    out = Conv2dFunction.apply(x, weight, bias, stride=stride, padding=pad, dilation=dilation,
+                               groups=int(groups))
     return _unbatch(out, squeeze)
 
 
