@@ -365,3 +365,6 @@ def batch_renorm_backward(
     scale = (_ones_if_none(_as64(weight), channels) * r * inv_std)[:, None]
     dx = scale / n * (n * dy - dbias[:, None] - xhat * sum_dy_xhat[:, None]) if n else dy
     return dx, r * sum_dy_xhat + d * dbias, dbias
+
+
+from kernels.reference_optim import adam_step, sgd_step  # noqa: E402, F401  (optimizers)

@@ -148,3 +148,75 @@ def check_num_groups(num_groups: object, channels: int) -> int:
             f"not divisible by num_groups={num_groups}"
         )
     return int(num_groups)
+
+
+# ------------------------------------------------------------------ optimizer kernels
+
+
+def check_real(name: str, value: object, low: float | None = None,
+               below: float | None = None) -> float:
+    """A finite real number (not a bool) as a float, optionally low <= value < below."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating,
+                                                                     np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if (low is not None and value < low) or (below is not None and value >= below):
+        bounds = f"[{low}, {below})" if below is not None else f">= {low}"
+        raise ValueError(f"{name} must be in {bounds}, got {value}")
+    return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_list(name: str, values: object, length: int | None) -> None:
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list of arrays, one per parameter, got "
+                        f"{type(values).__name__}")
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must have one entry per parameter ({length}), got "
+                         f"{len(values)}")
+
+
+def check_parameter_lists(params: object, others: dict, may_be_none: frozenset = frozenset()
+                          ) -> None:
+    """Host arrays for an in-place optimizer update: `params` a list of writeable C-contiguous
+    float32/float64 arrays; each list of `others` (name -> list) as long, its i-th entry of
+    params[i]'s shape and dtype, C-contiguous, and writeable unless it is "grads". Entries of
+    the lists named in `may_be_none` may be None (a state buffer made on this step)."""
+    _check_list("params", params, None)
+    for name, values in others.items():
+        _check_list(name, values, len(params))
+    for i, p in enumerate(params):
+        # the common case in one expression; the checks below name what is wrong
+        if (type(p) is np.ndarray and p.flags.c_contiguous and p.flags.writeable
+                and p.dtype in SUPPORTED_DTYPES and all(
+                    (a is None and name in may_be_none) or (
+                        type(a) is np.ndarray and a.shape == p.shape and a.dtype == p.dtype
+                        and a.flags.c_contiguous and (a.flags.writeable or name == "grads"))
+                    for name, a in ((n, v[i]) for n, v in others.items()))):
+            continue
+        HOST.array(f"params[{i}]", p, getattr(p, "ndim", 0))
+        _check_writeable(f"params[{i}]", p)
+        for name, values in others.items():
+            if values[i] is None and name in may_be_none:
+                continue
+            if values[i] is None:
+                raise TypeError(f"{name}[{i}] must be an array of shape {p.shape}, got None")
+            HOST.array(f"{name}[{i}]", values[i], p.ndim)
+            if values[i].dtype != p.dtype:
+                raise TypeError(f"{name}[{i}] must have the dtype of params[{i}] ({p.dtype}), "
+                                f"got {values[i].dtype}")
+            HOST.shape(f"{name}[{i}]", values[i], p.shape, f"the shape of params[{i}]")
+            if name != "grads":
+                _check_writeable(f"{name}[{i}]", values[i])
+
+
+def _check_writeable(name: str, array: np.ndarray) -> None:
+    if not array.flags.writeable:
+        raise ValueError(f"{name} must be writeable: it is updated in place")

@@ -1,8 +1,8 @@
 """Numba CPU kernels for BatchNorm, Batch Renormalization, LayerNorm, GroupNorm/InstanceNorm,
-RMSNorm and LocalResponseNorm.
+RMSNorm and LocalResponseNorm, and the SGD and Adam/AdamW parameter updates.
 
 The functions that kernels/api.py declares, as `kernels.reference` and `kernels.cuda` do
-(Batch Renormalization and LocalResponseNorm are CPU-only).
+(Batch Renormalization, LocalResponseNorm and the optimizers are CPU-only).
 Kernels are compiled lazily on first use for the dtype they see and cached on disk
 (`cache=True`); kernels/numba_cache.py decides where (NUMBA_CACHE_DIR, the package,
 ~/.cache, else a temp dir: a read-only install never fails) and invalidates a cached
@@ -23,6 +23,7 @@ except (ImportError, AttributeError) as err:  # a Numba whose internals moved: i
                   f"extends ({err}); using Numba's own on-disk cache", RuntimeWarning,
                   stacklevel=2)
 from kernels.cpu import fork_safety  # noqa: F401, E402  (a forked child runs serially)
+from kernels.cpu.adam import adam_step
 from kernels.cpu.batch_norm import (
     batch_norm_apply,
     batch_norm_backward,
@@ -41,6 +42,7 @@ from kernels.cpu.local_response_norm import (
     local_response_norm_forward,
 )
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
+from kernels.cpu.sgd import sgd_step
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
 # `kernels`, pin the layer here (before any parallel launch) unless the user chose one.
