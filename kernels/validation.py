@@ -183,23 +183,20 @@ def _check_list(name: str, values: object, length: int | None) -> None:
                          f"{len(values)}")
 
 
-def check_parameter_lists(params: object, others: dict, may_be_none: frozenset = frozenset()
-                          ) -> None:
+def check_parameter_lists(params: object, grads: object, buffers: dict,
+                          may_be_none: frozenset = frozenset()) -> None:
     """Host arrays for an in-place optimizer update: `params` a list of writeable C-contiguous
-    float32/float64 arrays; each list of `others` (name -> list) as long, its i-th entry of
-    params[i]'s shape and dtype, C-contiguous, and writeable unless it is "grads". Entries of
-    the lists named in `may_be_none` may be None (a state buffer made on this step)."""
+    float32/float64 arrays; `grads` and each list of `buffers` (name -> list) as long, their
+    i-th entries C-contiguous of params[i]'s shape and dtype, the buffers writeable. Entries
+    of the lists named in `may_be_none` may be None (a state buffer made on this step)."""
     _check_list("params", params, None)
+    others = {"grads": grads, **buffers}
     for name, values in others.items():
         _check_list(name, values, len(params))
+    required = [values for name, values in buffers.items() if name not in may_be_none]
     for i, p in enumerate(params):
-        # the common case in one expression; the checks below name what is wrong
-        if (type(p) is np.ndarray and p.flags.c_contiguous and p.flags.writeable
-                and p.dtype in SUPPORTED_DTYPES and all(
-                    (a is None and name in may_be_none) or (
-                        type(a) is np.ndarray and a.shape == p.shape and a.dtype == p.dtype
-                        and a.flags.c_contiguous and (a.flags.writeable or name == "grads"))
-                    for name, a in ((n, v[i]) for n, v in others.items()))):
+        if update_ready(p, grads[i], *(v[i] for v in buffers.values())) and all(
+                v[i] is not None for v in required):  # the common case, at once
             continue
         HOST.array(f"params[{i}]", p, getattr(p, "ndim", 0))
         _check_writeable(f"params[{i}]", p)
@@ -208,13 +205,28 @@ def check_parameter_lists(params: object, others: dict, may_be_none: frozenset =
                 continue
             if values[i] is None:
                 raise TypeError(f"{name}[{i}] must be an array of shape {p.shape}, got None")
-            HOST.array(f"{name}[{i}]", values[i], p.ndim)
+            HOST.array(f"{name}[{i}]", values[i], getattr(values[i], "ndim", 0))
             if values[i].dtype != p.dtype:
                 raise TypeError(f"{name}[{i}] must have the dtype of params[{i}] ({p.dtype}), "
                                 f"got {values[i].dtype}")
             HOST.shape(f"{name}[{i}]", values[i], p.shape, f"the shape of params[{i}]")
             if name != "grads":
                 _check_writeable(f"{name}[{i}]", values[i])
+
+
+def update_ready(param: object, grad: object, *buffers: object) -> bool:
+    """Whether an in-place update kernel takes these arrays as they are: `param` a writeable
+    C-contiguous float32/float64 ndarray, `grad` and each buffer (None: made on this step)
+    C-contiguous ndarrays of its shape and dtype, the buffers writeable. The optimizers ask
+    this to choose the kernel; check_parameter_lists says what is wrong otherwise."""
+    return (type(param) is np.ndarray and param.flags.c_contiguous and param.flags.writeable
+            and param.dtype in SUPPORTED_DTYPES and _same_layout(grad, param) and all(
+                b is None or (_same_layout(b, param) and b.flags.writeable) for b in buffers))
+
+
+def _same_layout(array: object, like: np.ndarray) -> bool:
+    return (type(array) is np.ndarray and array.shape == like.shape
+            and array.dtype == like.dtype and array.flags.c_contiguous)
 
 
 def _check_writeable(name: str, array: np.ndarray) -> None:

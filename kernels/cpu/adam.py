@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu.optimizer_support import exact_jit, exact_parallel_jit, num_chunks
+from kernels.cpu.optimizer_support import exact_jit, exact_parallel_jit, fma, num_chunks
 from kernels.cpu.stats import chunk_bounds
 from kernels.validation import check_flag, check_parameter_lists, check_real
 
@@ -27,8 +27,9 @@ def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2,
     AdamW); weight = 1 - beta1, the lerp weight."""
     t = param.dtype.type
     w_t, beta2_t, decay_t, wd_t = t(weight), t(beta2), t(decay), t(weight_decay)
-    one_minus_w = t(1.0) - w_t  # lerp's large-weight form, in the parameter's dtype
+    # PyTorch's lerp: m + w·(g - m) for |w| < 0.5, else g + (w - 1)·(g - m)
     small = abs(w_t) < t(0.5)
+    w_minus_one = w_t - t(1.0)
     sq_t, neg_step, bc2_t, eps_t = t(1.0 - beta2), t(-step_size), t(bias_correction2_sqrt), t(eps)
     for j in range(start, stop):
         g = -grad[j] if maximize else grad[j]
@@ -36,11 +37,11 @@ def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2,
         if decay != 1.0:
             p = p * decay_t
         if weight_decay != 0.0:
-            g = g + wd_t * p
+            g = fma(wd_t, p, g)
         m = exp_avg[j]
-        m = m + w_t * (g - m) if small else g - (g - m) * one_minus_w
+        m = fma(w_t, g - m, m) if small else fma(w_minus_one, g - m, g)
         exp_avg[j] = m
-        v = exp_avg_sq[j] * beta2_t + sq_t * g * g
+        v = fma(sq_t * g, g, exp_avg_sq[j] * beta2_t)
         exp_avg_sq[j] = v
         if max_exp_avg_sq is not None:
             v_max = max_exp_avg_sq[j]
@@ -48,7 +49,7 @@ def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2,
                 v_max = v
             max_exp_avg_sq[j] = v_max
             v = v_max
-        param[j] = p + neg_step * (m / (np.sqrt(v) / bc2_t + eps_t))
+        param[j] = p + neg_step * m / (np.sqrt(v) / bc2_t + eps_t)  # PyTorch's addcdiv order
 
 
 @exact_parallel_jit
@@ -67,13 +68,13 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list,
     """Update params[i], exp_avgs[i], exp_avg_sqs[i] (and max_exp_avg_sqs[i] when amsgrad;
     None otherwise) in place; state_steps[i] is params[i]'s step count, this step included."""
     amsgrad = check_flag("amsgrad", amsgrad)
-    buffers = {"grads": grads, "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs}
+    buffers = {"exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs}
     if amsgrad:
         buffers["max_exp_avg_sqs"] = max_exp_avg_sqs
     elif max_exp_avg_sqs is not None:
         raise TypeError("max_exp_avg_sqs must be None when amsgrad is False, got "
                         f"{type(max_exp_avg_sqs).__name__}")
-    check_parameter_lists(params, buffers)
+    check_parameter_lists(params, grads, buffers)
     lr, eps, weight_decay = (check_real("lr", lr), check_real("eps", eps),
                              check_real("weight_decay", weight_decay))
     beta1 = check_real("beta1", beta1, low=0.0, below=1.0)

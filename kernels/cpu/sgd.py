@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels.cpu.optimizer_support import exact_jit, exact_parallel_jit, num_chunks
+from kernels.cpu.optimizer_support import exact_jit, exact_parallel_jit, fma, num_chunks
 from kernels.cpu.stats import chunk_bounds
 from kernels.validation import check_flag, check_parameter_lists, check_real
 
@@ -29,12 +29,12 @@ def _sgd_range(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
     for j in range(start, stop):
         g = -grad[j] if maximize else grad[j]
         if weight_decay != 0.0:
-            g = g + wd_t * param[j]
+            g = fma(wd_t, param[j], g)
         if buf is not None:
-            b = g if first else buf[j] * momentum_t + keep_t * g
+            b = g if first else fma(keep_t, g, buf[j] * momentum_t)
             buf[j] = b
-            g = g + momentum_t * b if nesterov else b
-        param[j] = param[j] - lr_t * g
+            g = fma(momentum_t, b, g) if nesterov else b
+        param[j] = fma(-lr_t, g, param[j])
 
 
 @exact_parallel_jit
@@ -53,7 +53,7 @@ def sgd_step(params: list, grads: list, momentum_buffers: list, lr: float, momen
     momentum_buffers[i] is updated in place; a None entry (the first step) becomes a new
     buffer holding the first step's g. Returns the buffers (unchanged when momentum is 0).
     """
-    check_parameter_lists(params, {"grads": grads, "momentum_buffers": momentum_buffers},
+    check_parameter_lists(params, grads, {"momentum_buffers": momentum_buffers},
                           may_be_none=frozenset({"momentum_buffers"}))
     lr, momentum, dampening, weight_decay = (
         check_real("lr", lr), check_real("momentum", momentum),
