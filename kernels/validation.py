@@ -14,6 +14,7 @@ stand in under the CUDA simulator. This module imports neither backend.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -160,7 +161,7 @@ def check_real(name: str, value: object, low: float | None = None,
                                                                      np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if (low is not None and value < low) or (below is not None and value >= below):
         bounds = f"[{low}, {below})" if below is not None else f">= {low}"
@@ -193,10 +194,11 @@ def check_parameter_lists(params: object, grads: object, buffers: dict,
     others = {"grads": grads, **buffers}
     for name, values in others.items():
         _check_list(name, values, len(params))
+    columns = list(buffers.values())
     required = [values for name, values in buffers.items() if name not in may_be_none]
-    for i, p in enumerate(params):
-        if update_ready(p, grads[i], *(v[i] for v in buffers.values())) and all(
-                v[i] is not None for v in required):  # the common case, at once
+    for i, p in enumerate(params):  # the common case at once, then what is wrong
+        if update_ready(p, grads[i], *[c[i] for c in columns]) and (
+                not required or all(v[i] is not None for v in required)):
             continue
         HOST.array(f"params[{i}]", p, getattr(p, "ndim", 0))
         _check_writeable(f"params[{i}]", p)
@@ -219,9 +221,15 @@ def update_ready(param: object, grad: object, *buffers: object) -> bool:
     C-contiguous float32/float64 ndarray, `grad` and each buffer (None: made on this step)
     C-contiguous ndarrays of its shape and dtype, the buffers writeable. The optimizers ask
     this to choose the kernel; check_parameter_lists says what is wrong otherwise."""
-    return (type(param) is np.ndarray and param.flags.c_contiguous and param.flags.writeable
-            and param.dtype in SUPPORTED_DTYPES and _same_layout(grad, param) and all(
-                b is None or (_same_layout(b, param) and b.flags.writeable) for b in buffers))
+    if type(param) is not np.ndarray or param.dtype not in SUPPORTED_DTYPES:
+        return False
+    flags = param.flags
+    if not (flags.c_contiguous and flags.writeable and _same_layout(grad, param)):
+        return False
+    for buffer in buffers:  # a loop, not all(...): this runs for every parameter and step
+        if buffer is not None and not (_same_layout(buffer, param) and buffer.flags.writeable):
+            return False
+    return True
 
 
 def _same_layout(array: object, like: np.ndarray) -> bool:

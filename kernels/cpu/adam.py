@@ -21,8 +21,8 @@ from kernels.validation import check_flag, check_parameter_lists, check_real
 
 
 @exact_jit
-def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2, decay,
-                weight_decay, step_size, bias_correction2_sqrt, eps, maximize, start, stop):
+def _adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2, decay,
+               weight_decay, step_size, bias_correction2_sqrt, eps, maximize):
     """decay: AdamW's 1 - lr·weight_decay (1 for Adam); weight_decay: Adam's L2 term (0 for
     AdamW); weight = 1 - beta1, the lerp weight."""
     t = param.dtype.type
@@ -31,7 +31,7 @@ def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2,
     small = abs(w_t) < t(0.5)
     w_minus_one = w_t - t(1.0)
     sq_t, neg_step, bc2_t, eps_t = t(1.0 - beta2), t(-step_size), t(bias_correction2_sqrt), t(eps)
-    for j in range(start, stop):
+    for j in range(param.size):
         g = -grad[j] if maximize else grad[j]
         p = param[j]
         if decay != 1.0:
@@ -50,6 +50,19 @@ def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2,
             max_exp_avg_sq[j] = v_max
             v = v_max
         param[j] = p + neg_step * m / (np.sqrt(v) / bc2_t + eps_t)  # PyTorch's addcdiv order
+
+
+@exact_jit
+def _adam_range(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2, decay,
+                weight_decay, step_size, bias_correction2_sqrt, eps, maximize, start, stop):
+    """Elements [start, stop), as slices (an index from 0 vectorizes: kernels/cpu/sgd.py)."""
+    s = slice(start, stop)
+    if max_exp_avg_sq is None:
+        _adam_loop(param[s], grad[s], exp_avg[s], exp_avg_sq[s], None, weight, beta2, decay,
+                   weight_decay, step_size, bias_correction2_sqrt, eps, maximize)
+    else:
+        _adam_loop(param[s], grad[s], exp_avg[s], exp_avg_sq[s], max_exp_avg_sq[s], weight,
+                   beta2, decay, weight_decay, step_size, bias_correction2_sqrt, eps, maximize)
 
 
 @exact_parallel_jit

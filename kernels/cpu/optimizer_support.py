@@ -16,7 +16,7 @@ import functools
 import numba
 from numba.extending import intrinsic
 
-from kernels.cpu.stats import use_parallel
+from kernels.cpu.stats import SERIAL_MAX_ELEMENTS
 
 exact_jit = functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy")
 exact_parallel_jit = functools.partial(exact_jit, parallel=True)
@@ -34,4 +34,4 @@ def fma(typingctx, a, b, c):
 
 def num_chunks(size: int) -> int:
     """1 (the serial kernel) for a small array, else one contiguous chunk per thread."""
-    return numba.get_num_threads() if use_parallel(size) else 1
+    return 1 if size <= SERIAL_MAX_ELEMENTS else numba.get_num_threads()
