@@ -72,6 +72,12 @@ class _AdamState:
                          1e-8, o["weight_decay"], o["amsgrad"], o["maximize"], o["decoupled"])
 
 
+def _torch_step(optimizer, params, grads):
+    for t, g in zip(params, grads):
+        t.grad = torch.tensor(g)
+    optimizer.step()
+
+
 def _torch_adam(params, lr, o):
     kind = torch.optim.AdamW if o["decoupled"] else torch.optim.Adam
     return kind(params, lr=lr, betas=o["betas"], weight_decay=o["weight_decay"],
@@ -88,9 +94,7 @@ def test_sgd_kernel_matches_torch_over_steps(dtype, options):
     buffers = [None] * len(params)
     for _ in range(STEPS):
         grads = _gradients(rng, dtype)
-        for t, g in zip(theirs, grads):
-            t.grad = torch.tensor(g)
-        torch_opt.step()
+        _torch_step(torch_opt, theirs, grads)
         buffers = _sgd(cpu, params, grads, buffers, 0.1, options)
         assert all(p.dtype == dtype for p in params)
     _assert_close(params, theirs, dtype, "params")
@@ -111,9 +115,7 @@ def test_adam_kernel_matches_torch_over_steps(dtype, options):
     state = _AdamState(params, options["amsgrad"])
     for step in range(1, STEPS + 1):
         grads = _gradients(rng, dtype)
-        for t, g in zip(theirs, grads):
-            t.grad = torch.tensor(g)
-        torch_opt.step()
+        _torch_step(torch_opt, theirs, grads)
         state.step(cpu, params, grads, [float(step)] * len(params), 0.01, options)
     _assert_close(params, theirs, dtype, "params")
     _assert_close(state.m, [torch_opt.state[t]["exp_avg"] for t in theirs], dtype, "exp_avg")

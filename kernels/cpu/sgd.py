@@ -8,7 +8,7 @@ parameter of a group in place, by PyTorch's rule (torch.optim.SGD, foreach=False
 One pass per parameter reads p, grad (and buf) and writes p (and buf), with no temporary
 array. Each parameter is one call of a compiled kernel: a Python loop of calls costs about
 1 µs per parameter, where building a numba.typed.List costs about 8 µs per entry
-(measured, kernels/README.md), and plain arrays keep each dtype's kernel compiled once.
+(measured: kernels/README.md), and plain arrays of any dtype and rank need no list type.
 """
 
 from __future__ import annotations
