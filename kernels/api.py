@@ -25,7 +25,8 @@ ROLES = {
     "dy": "the upstream gradient, the shape of y (of x, for the normalizations)",
     "weight": "gamma: (cols,) or (C,); None means no affine scale. conv2d: (O, C/groups, kh, kw)",
     "bias": "beta: (cols,) or (C,); None means no affine shift. conv2d: (O,) or None",
-    "eps": "added to the variance (or mean square) inside the square root",
+    "eps": "added to the variance (or mean square) inside the square root; Adam: added to "
+           "the denominator sqrt(v)/sqrt(1 - beta2^t)",
     "num_groups": "sets per sample; a positive divisor of C",
     "running_mean": "the running estimate of the mean, (C,)",
     "running_var": "the running estimate of the variance, (C,)",
@@ -68,6 +69,25 @@ ROLES = {
                    "output_mask); the others come back as None",
     "columns": "conv2d: the im2col matrix of x, (C·kh·kw, N·Ho·Wo), from forward; None in "
                "backward: recomputed from x",
+    # optimizer kernels ("flat" layout): lists with one entry per parameter, updated in place
+    "params": "the parameters: a list of C-contiguous float32/float64 arrays, any shapes",
+    "grads": "the gradient of each parameter, its shape and dtype (read only)",
+    "momentum_buffers": "SGD: each parameter's momentum buffer; a None entry is made on this "
+                        "step (buf = g), as PyTorch's first step",
+    "exp_avgs": "Adam: each parameter's first-moment estimate m",
+    "exp_avg_sqs": "Adam: each parameter's second-moment estimate v",
+    "max_exp_avg_sqs": "AMSGrad: each parameter's running maximum of v; None without amsgrad",
+    "state_steps": "Adam: each parameter's step count t, this step included (>= 1)",
+    "lr": "the learning rate",
+    "momentum": "SGD momentum factor (0: no buffer)",
+    "dampening": "SGD: the gradient enters the buffer scaled by 1 - dampening",
+    "weight_decay": "L2 penalty added to g (SGD, Adam) or decoupled shrink of p (AdamW)",
+    "nesterov": "SGD: step along g + momentum·buf instead of buf",
+    "maximize": "ascend: the gradient's sign is flipped first",
+    "beta1": "Adam: decay rate of the first moment",
+    "beta2": "Adam: decay rate of the second moment",
+    "amsgrad": "Adam: normalize by the running maximum of v (AMSGrad)",
+    "decoupled_weight_decay": "True for AdamW: weight decay shrinks p instead of adding to g",
 }
 
 
@@ -76,7 +96,7 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows", "ncs" or "nchw" (pooling, conv2d)
+    layout: str  # "rows", "ncs", "nchw" (pooling, conv2d) or "flat" (optimizer lists)
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
@@ -140,6 +160,13 @@ KERNELS = (
     Kernel("conv2d_backward", ("dy", "x", "weight", "stride", "padding", "dilation", "groups",
                                "output_mask", "columns"), ("dx", "dweight", "dbias"), "nchw",
            ("reference", "cpu")),
+    # in-place optimizer updates of a whole parameter group ("flat": any shapes, elementwise)
+    Kernel("sgd_step", ("params", "grads", "momentum_buffers", "lr", "momentum", "dampening",
+                        "weight_decay", "nesterov", "maximize"), ("momentum_buffers",), "flat",
+           ("reference", "cpu")),
+    Kernel("adam_step", ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs",
+                         "state_steps", "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad",
+                         "maximize", "decoupled_weight_decay"), (), "flat", ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

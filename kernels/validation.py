@@ -14,6 +14,7 @@ stand in under the CUDA simulator. This module imports neither backend.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -215,3 +216,94 @@ def check_output_mask(output_mask: object) -> tuple[bool, bool, bool]:
         raise TypeError(f"output_mask must be three bools (dx, dweight, dbias), got "
                         f"{output_mask!r}")
     return tuple(bool(m) for m in output_mask)
+
+
+# ------------------------------------------------------------------ optimizer kernels
+
+
+def check_real(name: str, value: object, low: float | None = None,
+               below: float | None = None) -> float:
+    """A finite real number (not a bool) as a float, optionally low <= value < below."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating,
+                                                                     np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if (low is not None and value < low) or (below is not None and value >= below):
+        bounds = f"[{low}, {below})" if below is not None else f">= {low}"
+        raise ValueError(f"{name} must be in {bounds}, got {value}")
+    return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_list(name: str, values: object, length: int | None) -> None:
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list of arrays, one per parameter, got "
+                        f"{type(values).__name__}")
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must have one entry per parameter ({length}), got "
+                         f"{len(values)}")
+
+
+def check_parameter_lists(params: object, grads: object, buffers: dict,
+                          may_be_none: frozenset = frozenset()) -> None:
+    """Host arrays for an in-place optimizer update: `params` a list of writeable C-contiguous
+    float32/float64 arrays; `grads` and each list of `buffers` (name -> list) as long, their
+    i-th entries C-contiguous of params[i]'s shape and dtype, the buffers writeable. Entries
+    of the lists named in `may_be_none` may be None (a state buffer made on this step)."""
+    _check_list("params", params, None)
+    others = {"grads": grads, **buffers}
+    for name, values in others.items():
+        _check_list(name, values, len(params))
+    columns = list(buffers.values())
+    required = [values for name, values in buffers.items() if name not in may_be_none]
+    for i, p in enumerate(params):  # the common case at once, then what is wrong
+        if update_ready(p, grads[i], *[c[i] for c in columns]) and (
+                not required or all(v[i] is not None for v in required)):
+            continue
+        HOST.array(f"params[{i}]", p, getattr(p, "ndim", 0))
+        _check_writeable(f"params[{i}]", p)
+        for name, values in others.items():
+            if values[i] is None and name in may_be_none:
+                continue
+            if values[i] is None:
+                raise TypeError(f"{name}[{i}] must be an array of shape {p.shape}, got None")
+            HOST.array(f"{name}[{i}]", values[i], getattr(values[i], "ndim", 0))
+            if values[i].dtype != p.dtype:
+                raise TypeError(f"{name}[{i}] must have the dtype of params[{i}] ({p.dtype}), "
+                                f"got {values[i].dtype}")
+            HOST.shape(f"{name}[{i}]", values[i], p.shape, f"the shape of params[{i}]")
+            if name != "grads":
+                _check_writeable(f"{name}[{i}]", values[i])
+
+
+def update_ready(param: object, grad: object, *buffers: object) -> bool:
+    """Whether an in-place update kernel takes these arrays as they are: `param` a writeable
+    C-contiguous float32/float64 ndarray, `grad` and each buffer (None: made on this step)
+    C-contiguous ndarrays of its shape and dtype, the buffers writeable. The optimizers ask
+    this to choose the kernel; check_parameter_lists says what is wrong otherwise."""
+    if type(param) is not np.ndarray or param.dtype not in SUPPORTED_DTYPES:
+        return False
+    flags = param.flags
+    if not (flags.c_contiguous and flags.writeable and _same_layout(grad, param)):
+        return False
+    for buffer in buffers:  # a loop, not all(...): this runs for every parameter and step
+        if buffer is not None and not (_same_layout(buffer, param) and buffer.flags.writeable):
+            return False
+    return True
+
+
+def _same_layout(array: object, like: np.ndarray) -> bool:
+    return (type(array) is np.ndarray and array.shape == like.shape
+            and array.dtype == like.dtype and array.flags.c_contiguous)
+
+
+def _check_writeable(name: str, array: np.ndarray) -> None:
+    if not array.flags.writeable:
+        raise ValueError(f"{name} must be writeable: it is updated in place")

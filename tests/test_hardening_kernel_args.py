@@ -36,6 +36,7 @@ KERNEL_MODULES = {  # every module of kernels/<backend>/ that holds compiled ker
     for backend in ("cpu", "cuda")
 }
 OPTIONAL = {"weight", "bias", "columns"}  # None: no affine (conv2d: recompute columns)
+OPTIONAL |= {"momentum_buffers"}  # optimizer kernels: a None buffer is made on the first step
 SHAPE = (4, 6, 5)  # (N, C, S); LayerNorm/RMSNorm take (N, C)
 GROUPS = 3
 LARGE_SHAPE = (4, 6, 2731)  # > 65536 elements: the CPU's parallel drivers
@@ -119,6 +120,44 @@ def _bad_scalars(name: str, arg: str) -> list:
     return family.get(arg, BAD_SCALARS.get(arg, []))
 
 
+# ---- optimizer kernels (kernels/cpu/sgd.py, adam.py). Their array arguments are lists, one
+# array per parameter: the test swaps the first entry for each of _bad_arrays' variants;
+# list-level mistakes (lengths) are refused in tests/test_kernels_optim.py.
+_NOT_A_LIST = [None, 1.0, np.zeros(3)]
+_REAL = ["0.1", None, True, 1j, float("nan"), float("inf")]
+_FLAG = [None, "True", 1]
+BAD_SCALARS |= {
+    **dict.fromkeys(["params", "grads", "momentum_buffers", "exp_avgs", "exp_avg_sqs"],
+                    _NOT_A_LIST),
+    "max_exp_avg_sqs": [1.0, np.zeros(3)],
+    "state_steps": [None, [1.0], [0.0, 1.0, 1.0], [float("nan")] * 3, ["1"] * 3],
+    **dict.fromkeys(["lr", "momentum", "dampening", "weight_decay"], _REAL),
+    **dict.fromkeys(["beta1", "beta2"], [*_REAL, 1.0, -0.1]),
+    **dict.fromkeys(["nesterov", "maximize", "decoupled_weight_decay"], _FLAG),
+    "amsgrad": [*_FLAG, False],  # False with max_exp_avg_sqs given
+}
+
+
+def _optimizer_arguments(name: str, dtype, shape) -> dict:
+    """A 2-D, a 1-D and a 0-d parameter; with LARGE_SHAPE the 2-D one takes the parallel path."""
+    n, c, s = shape
+    rng = np.random.default_rng(0)
+
+    def arrays():
+        return [rng.standard_normal(size).astype(dtype) for size in ((n, c * s), (c,), ())]
+
+    if name == "sgd_step":
+        return dict(params=arrays(), grads=arrays(), momentum_buffers=arrays(), lr=0.1,
+                    momentum=0.9, dampening=0.1, weight_decay=0.01, nesterov=False,
+                    maximize=False)
+    return dict(params=arrays(), grads=arrays(), exp_avgs=arrays(),
+                exp_avg_sqs=[np.abs(a, out=a) for a in arrays()],
+                max_exp_avg_sqs=[np.abs(a, out=a) for a in arrays()],
+                state_steps=[1.0, 2.0, 3.0], lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.01, amsgrad=True, maximize=False, decoupled_weight_decay=True)
+# ---- end of the optimizer kernels' block
+
+
 def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
     """Arguments that the kernel accepts, as the forward kernels would produce them; the
     BatchNorm split kernels (SyncBatchNorm's passes) take BatchNorm's inputs and the float64
@@ -127,6 +166,8 @@ def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
         return _conv2d_arguments(name, dtype, shape)
     if "pool2d" in name:
         return _pool_arguments(backend, name, dtype, shape)
+    if api.BY_NAME[name].layout == "flat":
+        return _optimizer_arguments(name, dtype, shape)
     case = CASE_OF.get(name, BY_NAME["BatchNorm"])
     n, c, s = shape
     inputs = on_device(backend, case.inputs((n, c) if case.layout == "rows" else shape, dtype,
@@ -276,6 +317,10 @@ def test_bad_argument_is_refused_before_any_kernel_runs(spy, backend, name):
                 if arg != "indices" and sum(hasattr(v, "shape") and v.dtype.kind == "f"
                                             for v in valid.values()) == 1:
                     del variants["other float dtype"]  # x (or dy) alone: either float is valid
+            elif isinstance(value, list) and hasattr(value[0], "shape"):  # one per parameter
+                variants = {f"[{what}, ...]": [bad, *value[1:]]
+                            for what, bad in _bad_arrays(arg, value[0], name).items()}
+                variants |= {repr(v): v for v in BAD_SCALARS.get(arg, [])}
             else:
                 variants = {repr(v): v for v in _bad_scalars(name, arg)}
             for what, bad in variants.items():

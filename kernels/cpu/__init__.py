@@ -1,8 +1,9 @@
 """Numba CPU kernels for BatchNorm, Batch Renormalization, LayerNorm, GroupNorm/InstanceNorm,
-RMSNorm and LocalResponseNorm, 2-d max and average pooling, and conv2d.
+RMSNorm and LocalResponseNorm, 2-d max and average pooling, conv2d, and the SGD and
+Adam/AdamW parameter updates.
 
 The functions that kernels/api.py declares, as `kernels.reference` and `kernels.cuda` do
-(Batch Renormalization, LocalResponseNorm, pooling and conv2d are CPU-only).
+(Batch Renormalization, LocalResponseNorm, pooling, conv2d and the optimizers are CPU-only).
 Kernels are compiled lazily on first use for the dtype they see and cached on disk
 (`cache=True`); kernels/numba_cache.py decides where (NUMBA_CACHE_DIR, the package,
 ~/.cache, else a temp dir: a read-only install never fails) and invalidates a cached
@@ -23,6 +24,7 @@ except (ImportError, AttributeError) as err:  # a Numba whose internals moved: i
                   f"extends ({err}); using Numba's own on-disk cache", RuntimeWarning,
                   stacklevel=2)
 from kernels.cpu import fork_safety  # noqa: F401, E402  (a forked child runs serially)
+from kernels.cpu.adam import adam_step
 from kernels.cpu.avg_pool2d import avg_pool2d_backward, avg_pool2d_forward
 from kernels.cpu.batch_norm import (
     batch_norm_apply,
@@ -44,6 +46,7 @@ from kernels.cpu.local_response_norm import (
 )
 from kernels.cpu.max_pool2d import max_pool2d_backward, max_pool2d_forward
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
+from kernels.cpu.sgd import sgd_step
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
 # `kernels`, pin the layer here (before any parallel launch) unless the user chose one.

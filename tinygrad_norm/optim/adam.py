@@ -31,6 +31,32 @@ class Adam(Optimizer):
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
 
+    _buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def _update_group(self, params: list, states: list, group: dict) -> None:
+        from kernels import cpu
+
+        for param, state in zip(params, states):
+            self._init_state(param.data, state, group)
+            state["step"] += 1
+        beta1, beta2 = group["betas"]
+        cpu.adam_step(
+            [p.data for p in params], [p.grad.data for p in params],
+            [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None,
+            [s["step"] for s in states], group["lr"], beta1, beta2, group["eps"],
+            group["weight_decay"], group["amsgrad"], group["maximize"],
+            self.decoupled_weight_decay)
+
+    @staticmethod
+    def _init_state(data, state: dict, group: dict) -> None:
+        if not state:
+            state["step"] = 0.0
+            state["exp_avg"] = np.zeros_like(data)
+            state["exp_avg_sq"] = np.zeros_like(data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(data)
+
     def _update(self, param, grad: np.ndarray, state: dict, group: dict) -> None:
         beta1, beta2 = group["betas"]
         lr, weight_decay = group["lr"], group["weight_decay"]
@@ -39,12 +65,7 @@ class Adam(Optimizer):
             param.data *= 1 - lr * weight_decay
         elif weight_decay:
             g = g + weight_decay * param.data
-        if not state:
-            state["step"] = 0.0
-            state["exp_avg"] = np.zeros_like(param.data)
-            state["exp_avg_sq"] = np.zeros_like(param.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(param.data)
+        self._init_state(param.data, state, group)
         state["step"] += 1
         step = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]

@@ -13,7 +13,9 @@ from ..tensor import Tensor
 class Optimizer:
     """Holds parameter groups (dicts with "params" and hyper-parameters) and per-parameter state.
 
-    Subclasses implement `_update(param, grad, state, group)`, which changes `param.data` in place.
+    Subclasses implement `_update(param, grad, state, group)`, which changes `param.data` in
+    place, and `_update_group(params, states, group)`, the same for a whole group on the cpu
+    device in one kernel call.
     State is keyed by the parameter itself (hashed by identity), as in PyTorch, so that
     `copy.deepcopy` of an optimizer maps its state onto the copied parameters.
     """
@@ -55,16 +57,35 @@ class Optimizer:
                     p.grad.data[...] = 0
 
     def step(self) -> None:
-        """Update every parameter that has a gradient."""
+        """Update every parameter that has a gradient: on the cpu device one kernel call per
+        group (kernels/cpu), elsewhere, or for arrays the kernels do not take (strided,
+        float16), the NumPy/CuPy update of `_update`, one parameter at a time."""
+        from kernels.validation import update_ready
+
         for group in self.param_groups:
+            ready, states = [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state.setdefault(p, {})
-                self._update(p, p.grad.data, state, group)
+                if p.device == "cpu" and update_ready(
+                        p.data, p.grad.data, *(state.get(k) for k in self._buffers)):
+                    ready.append(p)
+                    states.append(state)
+                else:
+                    self._update(p, p.grad.data, state, group)
                 p._version_counter.value += 1  # an in-place change, as PyTorch counts it
+            if ready:
+                self._update_group(ready, states, group)
+
+    # per-parameter state arrays that the kernels update in place
+    _buffers: tuple[str, ...] = ()
 
     def _update(self, param: Tensor, grad: np.ndarray, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    def _update_group(self, params: list, states: list, group: dict) -> None:
+        """Update `params` (host arrays the kernels take, each with a gradient) in one call."""
         raise NotImplementedError
 
     # -------------------------------------------------------------- state dicts (PyTorch layout)

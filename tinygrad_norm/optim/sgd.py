@@ -26,6 +26,19 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
 
+    _buffers = ("momentum_buffer",)
+
+    def _update_group(self, params: list, states: list, group: dict) -> None:
+        from kernels import cpu
+
+        buffers = cpu.sgd_step(
+            [p.data for p in params], [p.grad.data for p in params],
+            [state.get("momentum_buffer") for state in states], group["lr"], group["momentum"],
+            group["dampening"], group["weight_decay"], group["nesterov"], group["maximize"])
+        if group["momentum"]:
+            for state, buf in zip(states, buffers):
+                state["momentum_buffer"] = buf
+
     def _update(self, param, grad: np.ndarray, state: dict, group: dict) -> None:
         g = -grad if group["maximize"] else grad
         if group["weight_decay"]:
