@@ -146,6 +146,41 @@ def sum_partials(partials, out):
         out[j] = total
 
 
+# Cross-row sums (LayerNorm/RMSNorm dweight, dbias) are added up in the data's dtype over a
+# block of this many rows, then the block is added to the float64 partial row. A float64
+# accumulator in the per-element loop costs two float32 -> float64 conversions and a float64
+# load-add-store per element and halves the loop's vector width (measured: 40 % of LayerNorm
+# backward); the block sums it replaces have at most BLOCK_ROWS - 1 roundings in float32.
+BLOCK_ROWS = 8
+
+
+@jit
+def as_float64(weight):
+    """weight widened once per call (the reductions would convert it per row); None stays None."""
+    if weight is None:
+        return None
+    return weight.astype(np.float64)
+
+
+@jit
+def new_block(partial, like):
+    """A zeroed block accumulator in like's dtype, the size of the float64 partial row, or
+    None when there is no partial row."""
+    if partial is None:
+        return None
+    return np.zeros(partial.size, like.dtype)
+
+
+@jit
+def add_block(block, partial):
+    """partial += block (in float64), then block = 0; nothing when block is None."""
+    if block is None:
+        return
+    for j in range(block.size):
+        partial[j] += block[j]
+        block[j] = 0
+
+
 def new_partials(num_chunks: int, size: int, needed: bool) -> np.ndarray | None:
     """Zeroed float64 partial rows, one per thread chunk, or None when the sum it would
     hold is not wanted (the kernels then compile without it)."""
