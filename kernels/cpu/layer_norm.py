@@ -12,8 +12,11 @@ Backward, per row, g = dy·weight:
     The saved mean is rounded to x's dtype, which for |mean| >> std is a sizeable
     fraction of std; the first pass therefore also sums d = x - mean and centres
     with c = mean(d) (c = 0 for an exact mean, and then this is the formula above).
-    dweight/dbias: one float64 partial row per thread chunk, merged in order, and
-    skipped entirely when param_grads is False (no affine, frozen parameters).
+    dweight/dbias: summed in x's dtype over blocks of BLOCK_ROWS rows inside the second
+    pass (the loop then runs at float32 vector width, with no float64 conversion or
+    load-add-store per element), each block added to one float64 partial row per thread
+    chunk, merged in order; skipped entirely when param_grads is False (no affine, frozen
+    parameters). The weight is widened to float64 once per thread chunk for the first pass.
     A missing weight or bias compiles its own variant (Numba prunes the `is None`
     branches), so no array of ones or zeros is made or read.
 """

@@ -8,8 +8,9 @@ Backward, per row, xhat = x·r, g = dy·weight:
     dx = r·(g - xhat·mean(g·xhat)) = r·g - x·(r^3·sum(g·x)/n)
     dweight = sum over rows of dy·xhat
     traffic: read dy and x, write dx = 3·E·s.
-    dweight: one float64 partial row per thread chunk, merged in order; skipped
-    when param_grads is False, and weight None compiles its own variant.
+    dweight: summed in x's dtype over blocks of BLOCK_ROWS rows, each block added to one
+    float64 partial row per thread chunk, merged in order (as LayerNorm's); skipped when
+    param_grads is False, and weight None compiles its own variant.
 """
 
 from __future__ import annotations

@@ -147,10 +147,11 @@ def sum_partials(partials, out):
 
 
 # Cross-row sums (LayerNorm/RMSNorm dweight, dbias) are added up in the data's dtype over a
-# block of this many rows, then the block is added to the float64 partial row. A float64
-# accumulator in the per-element loop costs two float32 -> float64 conversions and a float64
-# load-add-store per element and halves the loop's vector width (measured: 40 % of LayerNorm
-# backward); the block sums it replaces have at most BLOCK_ROWS - 1 roundings in float32.
+# block of this many rows, then each block is added to the float64 partial row. A float64
+# accumulator in the per-element loop costs a float32 -> float64 conversion and a float64
+# load-add-store per element and per sum, and kept that loop at 4 lanes (8 without it):
+# serial, cache-resident, LayerNorm backward went from 0.92-0.99 to 0.71-0.76 ns per element.
+# A block sum reaches float64 after at most BLOCK_ROWS roundings in the data's dtype.
 BLOCK_ROWS = 8
 
 
