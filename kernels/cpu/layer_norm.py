@@ -16,7 +16,7 @@ Backward, per row, g = dy·weight:
     pass (the loop then runs at float32 vector width, with no float64 conversion or
     load-add-store per element), each block added to one float64 partial row per thread
     chunk, merged in order; skipped entirely when param_grads is False (no affine, frozen
-    parameters). The weight is widened to float64 once per thread chunk for the first pass.
+    parameters).
     A missing weight or bias compiles its own variant (Numba prunes the `is None`
     branches), so no array of ones or zeros is made or read.
 """
@@ -30,7 +30,6 @@ from kernels.cpu import buffers
 from kernels.cpu.stats import (
     BLOCK_ROWS,
     add_block,
-    as_float64,
     chunk_bounds,
     inv_sqrt,
     jit,
@@ -73,13 +72,12 @@ def _forward_parallel(x, weight, bias, eps, y, mean, inv_std, num_chunks):
 @jit
 def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, start, stop):
     cols = x.shape[1]
-    weight64 = as_float64(weight)
     dweight_block, dbias_block = new_block(dweight_part, x), new_block(dbias_part, x)
     for block_start in range(start, stop, BLOCK_ROWS):
         for i in range(block_start, min(block_start + BLOCK_ROWS, stop)):
             x_row, dy_row, dx_row = x[i], dy[i], dx[i]
             mu = mean[i]
-            sum_d, sum_g, sum_g_d = weighted_gradient_sums(x_row, dy_row, weight64, mu)
+            sum_d, sum_g, sum_g_d = weighted_gradient_sums(x_row, dy_row, weight, mu)
             r = inv_std[i]
             correction = sum_d / cols
             sum_g_xhat = r * (sum_g_d - correction * sum_g)

@@ -22,7 +22,6 @@ from kernels.cpu import buffers
 from kernels.cpu.stats import (
     BLOCK_ROWS,
     add_block,
-    as_float64,
     chunk_bounds,
     inv_sqrt,
     jit,
@@ -61,12 +60,11 @@ def _forward_parallel(x, weight, eps, y, inv_rms, num_chunks):
 @jit
 def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, start, stop):
     cols = x.shape[1]
-    weight64 = as_float64(weight)
     dweight_block = new_block(dweight_part, x)
     for block_start in range(start, stop, BLOCK_ROWS):
         for i in range(block_start, min(block_start + BLOCK_ROWS, stop)):
             x_row, dy_row, dx_row = x[i], dy[i], dx[i]
-            _, _, sum_g_x = weighted_gradient_sums(x_row, dy_row, weight64, 0.0)
+            _, _, sum_g_x = weighted_gradient_sums(x_row, dy_row, weight, 0.0)
             r = np.float64(inv_rms[i])  # r·r in float32 underflows to 0 once |x| passes ~1e19
             r_t = x.dtype.type(r)
             # xhat·(r·mean(g·xhat)), not x·(r^3·mean(g·x)): r^3·|x| is below float32's range
