@@ -12,8 +12,11 @@ Backward, per row, g = dy·weight:
     The saved mean is rounded to x's dtype, which for |mean| >> std is a sizeable
     fraction of std; the first pass therefore also sums d = x - mean and centres
     with c = mean(d) (c = 0 for an exact mean, and then this is the formula above).
-    dweight/dbias: one float64 partial row per thread chunk, merged in order, and
-    skipped entirely when param_grads is False (no affine, frozen parameters).
+    dweight/dbias: summed in x's dtype over blocks of BLOCK_ROWS rows inside the second
+    pass (the loop then runs at float32 vector width, with no float64 conversion or
+    load-add-store per element), each block added to one float64 partial row per thread
+    chunk, merged in order; skipped entirely when param_grads is False (no affine, frozen
+    parameters).
     A missing weight or bias compiles its own variant (Numba prunes the `is None`
     branches), so no array of ones or zeros is made or read.
 """
@@ -25,10 +28,13 @@ import numpy as np
 
 from kernels.cpu import buffers
 from kernels.cpu.stats import (
+    BLOCK_ROWS,
+    add_block,
     chunk_bounds,
     inv_sqrt,
     jit,
     merge_partials,
+    new_block,
     new_partials,
     parallel_jit,
     product_minus,
@@ -66,28 +72,32 @@ def _forward_parallel(x, weight, bias, eps, y, mean, inv_std, num_chunks):
 @jit
 def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, start, stop):
     cols = x.shape[1]
-    for i in range(start, stop):
-        x_row, dy_row, dx_row = x[i], dy[i], dx[i]
-        mu = mean[i]
-        sum_d, sum_g, sum_g_d = weighted_gradient_sums(x_row, dy_row, weight, mu)
-        r = inv_std[i]
-        correction = sum_d / cols
-        sum_g_xhat = r * (sum_g_d - correction * sum_g)
-        # dx = r·(g - mean(g)) - xhat·c, the per-row constants folded once; mean(g) is
-        # subtracted before scaling so that a one-element row gets dx = 0 exactly
-        mean_g = x.dtype.type(sum_g / cols)
-        c = x.dtype.type(r * sum_g_xhat / cols)
-        r_t = x.dtype.type(r)
-        mu64 = np.float64(mu)
-        for j in range(cols):  # widened before subtracting: see kernels/cpu/stats.py
-            xhat = x.dtype.type(((np.float64(x_row[j]) - mu64) - correction) * r)
-            # g - mean(g) rounded as one operation: exact 0 for a one-element row
-            centred_g = (dy_row[j] - mean_g if weight is None
-                         else product_minus(dy_row[j], weight[j], mean_g))
-            dx_row[j] = r_t * centred_g - xhat * c
-            if dweight_part is not None:
-                dweight_part[j] += dy_row[j] * xhat
-                dbias_part[j] += dy_row[j]
+    dweight_block, dbias_block = new_block(dweight_part, x), new_block(dbias_part, x)
+    for block_start in range(start, stop, BLOCK_ROWS):
+        for i in range(block_start, min(block_start + BLOCK_ROWS, stop)):
+            x_row, dy_row, dx_row = x[i], dy[i], dx[i]
+            mu = mean[i]
+            sum_d, sum_g, sum_g_d = weighted_gradient_sums(x_row, dy_row, weight, mu)
+            r = inv_std[i]
+            correction = sum_d / cols
+            sum_g_xhat = r * (sum_g_d - correction * sum_g)
+            # dx = r·(g - mean(g)) - xhat·c, the per-row constants folded once; mean(g) is
+            # subtracted before scaling so that a one-element row gets dx = 0 exactly
+            mean_g = x.dtype.type(sum_g / cols)
+            c = x.dtype.type(r * sum_g_xhat / cols)
+            r_t = x.dtype.type(r)
+            mu64 = np.float64(mu)
+            for j in range(cols):  # widened before subtracting: see kernels/cpu/stats.py
+                xhat = x.dtype.type(((np.float64(x_row[j]) - mu64) - correction) * r)
+                # g - mean(g) rounded as one operation: exact 0 for a one-element row
+                centred_g = (dy_row[j] - mean_g if weight is None
+                             else product_minus(dy_row[j], weight[j], mean_g))
+                dx_row[j] = r_t * centred_g - xhat * c
+                if dweight_part is not None:
+                    dweight_block[j] += dy_row[j] * xhat
+                    dbias_block[j] += dy_row[j]
+        add_block(dweight_block, dweight_part)
+        add_block(dbias_block, dbias_part)
 
 
 @parallel_jit

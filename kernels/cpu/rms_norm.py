@@ -8,8 +8,9 @@ Backward, per row, xhat = x·r, g = dy·weight:
     dx = r·(g - xhat·mean(g·xhat)) = r·g - x·(r^3·sum(g·x)/n)
     dweight = sum over rows of dy·xhat
     traffic: read dy and x, write dx = 3·E·s.
-    dweight: one float64 partial row per thread chunk, merged in order; skipped
-    when param_grads is False, and weight None compiles its own variant.
+    dweight: summed in x's dtype over blocks of BLOCK_ROWS rows, each block added to one
+    float64 partial row per thread chunk, merged in order (as LayerNorm's); skipped when
+    param_grads is False, and weight None compiles its own variant.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import numpy as np
 
 from kernels.cpu import buffers
 from kernels.cpu.stats import (
+    BLOCK_ROWS,
+    add_block,
     chunk_bounds,
     inv_sqrt,
     jit,
     merge_partials,
+    new_block,
     new_partials,
     parallel_jit,
     shifted_sums,
@@ -56,20 +60,23 @@ def _forward_parallel(x, weight, eps, y, inv_rms, num_chunks):
 @jit
 def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, start, stop):
     cols = x.shape[1]
-    for i in range(start, stop):
-        x_row, dy_row, dx_row = x[i], dy[i], dx[i]
-        _, _, sum_g_x = weighted_gradient_sums(x_row, dy_row, weight, 0.0)
-        r = np.float64(inv_rms[i])  # r·r in float32 underflows to 0 once |x| passes ~1e19
-        r_t = x.dtype.type(r)
-        # xhat·(r·mean(g·xhat)), not x·(r^3·mean(g·x)): r^3·|x| is below float32's range
-        # where r·mean(g·xhat) is not (the second term of dx vanished: 5% off at |x| ~ 1e37)
-        xhat_scale = x.dtype.type(r * r * sum_g_x / cols)
-        for j in range(cols):
-            xhat = x_row[j] * r_t
-            g = dy_row[j] if weight is None else dy_row[j] * weight[j]
-            dx_row[j] = r_t * g - xhat * xhat_scale
-            if dweight_part is not None:
-                dweight_part[j] += dy_row[j] * xhat
+    dweight_block = new_block(dweight_part, x)
+    for block_start in range(start, stop, BLOCK_ROWS):
+        for i in range(block_start, min(block_start + BLOCK_ROWS, stop)):
+            x_row, dy_row, dx_row = x[i], dy[i], dx[i]
+            _, _, sum_g_x = weighted_gradient_sums(x_row, dy_row, weight, 0.0)
+            r = np.float64(inv_rms[i])  # r·r in float32 underflows to 0 once |x| passes ~1e19
+            r_t = x.dtype.type(r)
+            # xhat·(r·mean(g·xhat)), not x·(r^3·mean(g·x)): r^3·|x| is below float32's range
+            # where r·mean(g·xhat) is not (the second term of dx vanished: 5% off at |x| ~ 1e37)
+            xhat_scale = x.dtype.type(r * r * sum_g_x / cols)
+            for j in range(cols):
+                xhat = x_row[j] * r_t
+                g = dy_row[j] if weight is None else dy_row[j] * weight[j]
+                dx_row[j] = r_t * g - xhat * xhat_scale
+                if dweight_part is not None:
+                    dweight_block[j] += dy_row[j] * xhat
+        add_block(dweight_block, dweight_part)
 
 
 @parallel_jit

@@ -146,6 +146,34 @@ def sum_partials(partials, out):
         out[j] = total
 
 
+# Cross-row sums (LayerNorm/RMSNorm dweight, dbias) are added up in the data's dtype over a
+# block of this many rows, then each block is added to the float64 partial row. A float64
+# accumulator in the per-element loop costs a float32 -> float64 conversion and a float64
+# load-add-store per element and per sum, and kept that loop at 4 lanes (8 without it):
+# serial, cache-resident, LayerNorm backward went from 0.90-0.99 to 0.67-0.76 ns per element.
+# A block sum reaches float64 after at most BLOCK_ROWS roundings in the data's dtype.
+BLOCK_ROWS = 8
+
+
+@jit
+def new_block(partial, like):
+    """A zeroed block accumulator in like's dtype, the size of the float64 partial row, or
+    None when there is no partial row."""
+    if partial is None:
+        return None
+    return np.zeros(partial.size, like.dtype)
+
+
+@jit
+def add_block(block, partial):
+    """partial += block (in float64), then block = 0; nothing when block is None."""
+    if block is None:
+        return
+    for j in range(block.size):
+        partial[j] += block[j]
+        block[j] = 0
+
+
 def new_partials(num_chunks: int, size: int, needed: bool) -> np.ndarray | None:
     """Zeroed float64 partial rows, one per thread chunk, or None when the sum it would
     hold is not wanted (the kernels then compile without it)."""
