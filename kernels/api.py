@@ -51,6 +51,14 @@ ROLES = {
     "dmax": "Batch Renormalization: d is clipped to [-dmax, dmax]",
     "r": "Batch Renormalization: sigma_B/sigma per channel, clipped (a constant for backward)",
     "d": "Batch Renormalization: (mu_B - mu)/sigma per channel, clipped (a constant too)",
+    "target": "cross_entropy: int64 class index per row of x, (rows,)",
+    "ignore_index": "cross_entropy: the target value whose rows add nothing (an int)",
+    "label_smoothing": "cross_entropy: eps, the share of the target spread over all classes",
+    "reduction": "cross_entropy: 'none' (a loss per row), 'mean' (over the target weight) "
+                 "or 'sum'",
+    "loss": "cross_entropy: (rows,) for reduction 'none', else 0-d; x's dtype",
+    "lse": "cross_entropy: per-row log-sum-exp of x, float64 (rows,)",
+    "dloss": "cross_entropy: the upstream gradient, the shape of loss",
 }
 
 
@@ -106,6 +114,15 @@ KERNELS = (
            "ncs", ("reference", "cpu")),
     Kernel("local_response_norm_backward", ("dy", "x", "scale", "size", "alpha", "beta"),
            ("dx",), "ncs", ("reference", "cpu")),
+    # the training step's loss: x is (rows, classes) class scores, softmax over each row
+    Kernel("log_softmax_forward", ("x",), ("y",), "rows", ("reference", "cpu")),
+    Kernel("log_softmax_backward", ("dy", "y"), ("dx",), "rows", ("reference", "cpu")),
+    Kernel("cross_entropy_forward", ("x", "target", "weight", "ignore_index",
+                                     "label_smoothing", "reduction"), ("loss", "lse"), "rows",
+           ("reference", "cpu")),
+    Kernel("cross_entropy_backward", ("dloss", "x", "target", "lse", "weight", "ignore_index",
+                                      "label_smoothing", "reduction"), ("dx",), "rows",
+           ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

@@ -34,12 +34,14 @@ from kernels.cpu.batch_norm import (
     batch_norm_statistics,
 )
 from kernels.cpu.batch_renorm import batch_renorm_backward, batch_renorm_forward_train
+from kernels.cpu.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward
 from kernels.cpu.local_response_norm import (
     local_response_norm_backward,
     local_response_norm_forward,
 )
+from kernels.cpu.log_softmax import log_softmax_backward, log_softmax_forward
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
