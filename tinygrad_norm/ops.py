@@ -7,10 +7,22 @@ the autograd engine, so elementwise backwards may return full-size gradients.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .autograd import Function
 from .device import as_array, to_device
+
+
+def _cpu_kernels(ctx, array):
+    """kernels.cpu when the op runs on the cpu device on float32/float64 data; None means the
+    NumPy code (CuPy's on the cuda device) runs."""
+    if ctx.device != "cpu" or array.dtype.char not in "fd":
+        return None
+    from kernels import cpu
+
+    return cpu
 
 # ---------------------------------------------------------------- elementwise, two inputs
 
@@ -304,18 +316,43 @@ class Max(Function):
         return (out,)
 
 
+def _as_rows(a, dim: int, dtype) -> np.ndarray:
+    """a as contiguous (rows, classes) with `dim` as the classes (a copy unless it is last)."""
+    moved = np.moveaxis(a, dim, -1)
+    return np.ascontiguousarray(moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1]),
+                                dtype)
+
+
+def _from_rows(rows: np.ndarray, shape: tuple, dim: int) -> np.ndarray:
+    """The inverse of _as_rows: a view of `rows` with the classes back at `dim`."""
+    moved = shape[:dim] + shape[dim + 1:] + (shape[dim],)
+    return np.moveaxis(rows.reshape(moved), -1, dim)
+
+
 class LogSoftmax(Function):
+    """On the cpu device one fused kernel per pass (kernels/cpu/log_softmax.py)."""
+
     @staticmethod
     def forward(ctx, a, dim):
-        shifted = a - a.max(axis=dim, keepdims=True)
-        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.save_for_backward(out)
         ctx.dim = dim
+        kernels = _cpu_kernels(ctx, a)
+        if kernels is not None and a.ndim:
+            out = _from_rows(kernels.log_softmax_forward(_as_rows(a, dim, a.dtype)), a.shape,
+                             dim)
+        else:
+            shifted = a - a.max(axis=dim, keepdims=True)
+            out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None and out.ndim:
+            dx = kernels.log_softmax_backward(_as_rows(grad, ctx.dim, out.dtype),
+                                              _as_rows(out, ctx.dim, out.dtype))
+            return (_from_rows(dx, out.shape, ctx.dim),)
         return (grad - np.exp(out) * grad.sum(axis=ctx.dim, keepdims=True),)
 
 

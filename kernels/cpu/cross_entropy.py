@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from kernels.cpu import buffers
-from kernels.cpu.log_softmax import log_sum_exp
+from kernels.cpu.log_softmax import exp_in_dtype, log_sum_exp
 from kernels.cpu.stats import chunk_bounds, jit, parallel_jit, use_parallel
 from kernels.validation import HOST as check
 
@@ -65,15 +65,6 @@ def _forward_rows(x, target, weight, ignore_index, smoothing, weight_total, row_
         row_loss[i] = loss
 
 
-@parallel_jit
-def _forward_parallel(x, target, weight, ignore_index, smoothing, weight_total, row_loss, lse,
-                      num_chunks):
-    for chunk in numba.prange(num_chunks):
-        start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
-        _forward_rows(x, target, weight, ignore_index, smoothing, weight_total, row_loss, lse,
-                      start, stop)
-
-
 @jit
 def _target_weight(target, weight, ignore_index):
     """sum of w_t over the rows whose target is not ignored (the count, unweighted)."""
@@ -95,6 +86,34 @@ def _reduce(row_loss, target, weight, ignore_index, reduction):
     return total
 
 
+# Each driver is one compiled call (a small batch pays one dispatch, not three).
+@jit
+def _forward_serial(x, target, weight, ignore_index, smoothing, reduction, row_loss, lse):
+    weight_total = _weight_total(weight, x.shape[1])
+    _forward_rows(x, target, weight, ignore_index, smoothing, weight_total, row_loss, lse,
+                  0, x.shape[0])
+    return _reduce(row_loss, target, weight, ignore_index, reduction)
+
+
+@parallel_jit
+def _forward_parallel(x, target, weight, ignore_index, smoothing, reduction, row_loss, lse,
+                      num_chunks):
+    weight_total = _weight_total(weight, x.shape[1])
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
+        _forward_rows(x, target, weight, ignore_index, smoothing, weight_total, row_loss, lse,
+                      start, stop)
+    return _reduce(row_loss, target, weight, ignore_index, reduction)
+
+
+@jit
+def _row_scale(dloss, target, weight, ignore_index, reduction):
+    """g for every row when the loss is reduced: dloss, over the target weight for "mean"."""
+    if reduction != MEAN:
+        return np.float64(dloss)
+    return np.float64(dloss) / _target_weight(target, weight, ignore_index)
+
+
 @jit
 def _backward_rows(dloss, scale, x, target, lse, weight, ignore_index, smoothing,
                    weight_total, dx, start, stop):
@@ -111,7 +130,7 @@ def _backward_rows(dloss, scale, x, target, lse, weight, ignore_index, smoothing
         softmax_scale = target_share + smoothing * weight_total / classes
         row_lse = lse[i]
         for c in range(classes):
-            grad = np.exp(np.float64(row[c]) - row_lse) * softmax_scale
+            grad = exp_in_dtype(x, np.float64(row[c]) - row_lse) * softmax_scale
             if smoothing != 0.0:
                 grad -= smoothing * _class_weight(weight, c) / classes
             if c == t:
@@ -119,9 +138,19 @@ def _backward_rows(dloss, scale, x, target, lse, weight, ignore_index, smoothing
             out[c] = g * grad
 
 
+@jit
+def _backward_serial(dloss, reduced_dloss, x, target, lse, weight, ignore_index, smoothing,
+                     reduction, dx):
+    scale = _row_scale(reduced_dloss, target, weight, ignore_index, reduction)
+    _backward_rows(dloss, scale, x, target, lse, weight, ignore_index, smoothing,
+                   _weight_total(weight, x.shape[1]), dx, 0, x.shape[0])
+
+
 @parallel_jit
-def _backward_parallel(dloss, scale, x, target, lse, weight, ignore_index, smoothing,
-                       weight_total, dx, num_chunks):
+def _backward_parallel(dloss, reduced_dloss, x, target, lse, weight, ignore_index, smoothing,
+                       reduction, dx, num_chunks):
+    scale = _row_scale(reduced_dloss, target, weight, ignore_index, reduction)
+    weight_total = _weight_total(weight, x.shape[1])
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
         _backward_rows(dloss, scale, x, target, lse, weight, ignore_index, smoothing,
@@ -177,19 +206,16 @@ def cross_entropy_forward(
     otherwise; lse (rows,) float64, the log-sum-exp of each row, for backward."""
     ignore_index, smoothing = _check_arguments(x, target, weight, ignore_index, label_smoothing)
     code = _check_reduction(reduction)
-    rows, classes = x.shape
-    row_loss, lse = np.empty(rows), np.empty(rows)
-    weight_total = _weight_total(weight, classes)
+    row_loss, lse = np.empty(x.shape[0]), np.empty(x.shape[0])
     num_chunks = _num_chunks(x)
     if num_chunks > 1:
-        _forward_parallel(x, target, weight, ignore_index, smoothing, weight_total, row_loss,
-                          lse, num_chunks)
-    elif rows:
-        _forward_rows(x, target, weight, ignore_index, smoothing, weight_total, row_loss, lse,
-                      0, rows)
+        total = _forward_parallel(x, target, weight, ignore_index, smoothing, code, row_loss,
+                                  lse, num_chunks)
+    else:
+        total = _forward_serial(x, target, weight, ignore_index, smoothing, code, row_loss, lse)
     if code == NONE:
         return row_loss.astype(x.dtype), lse
-    return np.array(_reduce(row_loss, target, weight, ignore_index, code), x.dtype), lse
+    return np.array(total, x.dtype), lse
 
 
 def cross_entropy_backward(
@@ -200,7 +226,7 @@ def cross_entropy_backward(
     target weight for "mean"), 0 on ignored rows; dloss has the loss's shape."""
     ignore_index, smoothing = _check_arguments(x, target, weight, ignore_index, label_smoothing)
     code = _check_reduction(reduction)
-    rows, classes = x.shape
+    rows = x.shape[0]
     check.array("dloss", dloss, 1 if code == NONE else 0, x.dtype)
     check.shape("dloss", dloss, (rows,) if code == NONE else (), f"reduction={reduction!r}")
     if isinstance(lse, np.ndarray) and lse.dtype != np.float64:
@@ -209,18 +235,13 @@ def cross_entropy_backward(
     check.array("lse", lse, 1)
     check.shape("lse", lse, (rows,), "one per row of x")
     dx = buffers.empty_like(x)
-    if not rows:
-        return dx
-    weight_total = _weight_total(weight, classes)
-    per_row = dloss if code == NONE else None
-    scale = 1.0 if code == NONE else float(dloss)
-    if code == MEAN:
-        scale /= _target_weight(target, weight, ignore_index) or np.nan  # rows all ignored
+    # "none": a gradient per row; else one for all, scaled in the kernel
+    per_row, reduced = (dloss, 0.0) if code == NONE else (None, float(dloss))
     num_chunks = _num_chunks(x)
     if num_chunks > 1:
-        _backward_parallel(per_row, scale, x, target, lse, weight, ignore_index, smoothing,
-                           weight_total, dx, num_chunks)
-    else:
-        _backward_rows(per_row, scale, x, target, lse, weight, ignore_index, smoothing,
-                       weight_total, dx, 0, rows)
+        _backward_parallel(per_row, reduced, x, target, lse, weight, ignore_index, smoothing,
+                           code, dx, num_chunks)
+    elif rows:
+        _backward_serial(per_row, reduced, x, target, lse, weight, ignore_index, smoothing,
+                         code, dx)
     return dx
