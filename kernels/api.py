@@ -123,6 +123,12 @@ KERNELS = (
     Kernel("cross_entropy_backward", ("dloss", "x", "target", "lse", "weight", "ignore_index",
                                       "label_smoothing", "reduction"), ("dx",), "rows",
            ("reference", "cpu")),
+    # elementwise activations, only the passes where a kernel saves a pass or a temporary
+    # over NumPy (README: measured); "flat": every array 1-D, the caller reshapes
+    Kernel("relu_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
+    Kernel("sigmoid_forward", ("x",), ("y",), "flat", ("reference", "cpu")),
+    Kernel("sigmoid_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
+    Kernel("tanh_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

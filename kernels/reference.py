@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.reference_activation import (  # noqa: F401  (re-exported)
+    relu_backward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+)
 from kernels.reference_loss import (  # noqa: F401  (the loss kernels' spec, re-exported)
     cross_entropy_backward,
     cross_entropy_forward,

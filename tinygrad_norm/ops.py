@@ -175,34 +175,60 @@ class Abs(Function):
         return (grad * np.sign(a),)
 
 
+def _flat(array, dtype) -> np.ndarray:
+    """array as the contiguous 1-D array of `dtype` the elementwise kernels take."""
+    return np.ascontiguousarray(array, dtype).reshape(-1)
+
+
 class Relu(Function):
+    """Saves the output, as PyTorch does; on the cpu device backward is one kernel pass
+    (kernels/cpu/relu.py), the forward np.maximum, already one pass."""
+
     @staticmethod
     def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return np.maximum(a, 0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (a,) = ctx.saved_tensors
-        return (grad * (a > 0),)
-
-
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx, a):
-        # exp of a non-positive number only: no overflow warnings for large |a|
-        e = np.exp(-np.abs(a))
-        out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        out = np.maximum(a, 0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None:
+            dx = kernels.relu_backward(_flat(grad, out.dtype), _flat(out, out.dtype))
+            return (dx.reshape(out.shape),)
+        return (grad * (out > 0),)
+
+
+class Sigmoid(Function):
+    """On the cpu device one kernel pass each way (kernels/cpu/sigmoid.py)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        kernels = _cpu_kernels(ctx, a)
+        if kernels is not None:
+            out = kernels.sigmoid_forward(_flat(a, a.dtype)).reshape(a.shape)
+        else:
+            # exp of a non-positive number only: no overflow warnings for large |a|
+            e = np.exp(-np.abs(a))
+            out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None:
+            dx = kernels.sigmoid_backward(_flat(grad, out.dtype), _flat(out, out.dtype))
+            return (dx.reshape(out.shape),)
         return (grad * out * (1 - out),)
 
 
 class Tanh(Function):
+    """np.tanh forward (SIMD, faster than a kernel); backward one kernel pass on the cpu
+    device (kernels/cpu/tanh.py)."""
+
     @staticmethod
     def forward(ctx, a):
         out = np.tanh(a)
@@ -212,6 +238,10 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None:
+            dx = kernels.tanh_backward(_flat(grad, out.dtype), _flat(out, out.dtype))
+            return (dx.reshape(out.shape),)
         return (grad * (1 - out * out),)
 
 

@@ -42,7 +42,10 @@ from kernels.cpu.local_response_norm import (
     local_response_norm_forward,
 )
 from kernels.cpu.log_softmax import log_softmax_backward, log_softmax_forward
+from kernels.cpu.relu import relu_backward
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
+from kernels.cpu.sigmoid import sigmoid_backward, sigmoid_forward
+from kernels.cpu.tanh import tanh_backward
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
 # `kernels`, pin the layer here (before any parallel launch) unless the user chose one.
