@@ -15,9 +15,9 @@ from kernels.cpu.stats import chunk_bounds, jit, parallel_jit
 
 
 @jit
-def _backward_span(dy, y, dx, start, stop):
+def _backward_span(dy, y, dx):
     zero = y.dtype.type(0)
-    for i in range(start, stop):
+    for i in range(y.size):
         dx[i] = zero if y[i] <= zero else dy[i]
 
 
@@ -25,7 +25,7 @@ def _backward_span(dy, y, dx, start, stop):
 def _backward_parallel(dy, y, dx, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(y.size, num_chunks, chunk)
-        _backward_span(dy, y, dx, start, stop)
+        _backward_span(dy[start:stop], y[start:stop], dx[start:stop])
 
 
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ from kernels.cpu.stats import chunk_bounds, jit, parallel_jit
 
 
 @jit
-def _forward_span(x, y, start, stop):
+def _forward_span(x, y):
     one = x.dtype.type(1)
-    for i in range(start, stop):
+    for i in range(x.size):
         value = x[i]
         e = np.exp(-np.abs(value))
         r = one / (one + e)
@@ -29,13 +29,13 @@ def _forward_span(x, y, start, stop):
 def _forward_parallel(x, y, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.size, num_chunks, chunk)
-        _forward_span(x, y, start, stop)
+        _forward_span(x[start:stop], y[start:stop])
 
 
 @jit
-def _backward_span(dy, y, dx, start, stop):
+def _backward_span(dy, y, dx):
     one = y.dtype.type(1)
-    for i in range(start, stop):
+    for i in range(y.size):
         dx[i] = dy[i] * y[i] * (one - y[i])
 
 
@@ -43,7 +43,7 @@ def _backward_span(dy, y, dx, start, stop):
 def _backward_parallel(dy, y, dx, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(y.size, num_chunks, chunk)
-        _backward_span(dy, y, dx, start, stop)
+        _backward_span(dy[start:stop], y[start:stop], dx[start:stop])
 
 
 def sigmoid_forward(x: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ from kernels.cpu.stats import chunk_bounds, jit, parallel_jit
 
 
 @jit
-def _backward_span(dy, y, dx, start, stop):
+def _backward_span(dy, y, dx):
     one = y.dtype.type(1)
-    for i in range(start, stop):
+    for i in range(y.size):
         dx[i] = dy[i] * (one - y[i] * y[i])
 
 
@@ -21,7 +21,7 @@ def _backward_span(dy, y, dx, start, stop):
 def _backward_parallel(dy, y, dx, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(y.size, num_chunks, chunk)
-        _backward_span(dy, y, dx, start, stop)
+        _backward_span(dy[start:stop], y[start:stop], dx[start:stop])
 
 
 def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
