@@ -10,9 +10,11 @@ order; tests/test_kernel_api.py checks all three against this table. Where to re
 
 Shapes: "rows" kernels take x as (rows, cols) and normalize each row (LayerNorm, RMSNorm);
 "ncs" kernels take x as (N, C, S): GroupNorm normalizes each (sample, group) set, InstanceNorm
-is GroupNorm with num_groups == C, BatchNorm normalizes each channel over N and S. Every array
-is C-contiguous and of x's dtype (float32 or float64); the caller reshapes and copies. The
-formulas, the numerics and the memory traffic of each are in kernels/README.md.
+is GroupNorm with num_groups == C, BatchNorm normalizes each channel over N and S; the loss
+kernels take (rows, classes) scores, the elementwise ("flat") ones 1-D arrays. Every array
+is C-contiguous and of x's dtype (float32 or float64; cross_entropy's target is int64 and its
+lse float64); the caller reshapes and copies. The formulas, the numerics and the memory
+traffic of each are in kernels/README.md.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows" or "ncs"
+    layout: str  # "rows", "ncs" or "flat" (elementwise: 1-D arrays)
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
