@@ -10,9 +10,11 @@ order; tests/test_kernel_api.py checks all three against this table. Where to re
 
 Shapes: "rows" kernels take x as (rows, cols) and normalize each row (LayerNorm, RMSNorm);
 "ncs" kernels take x as (N, C, S): GroupNorm normalizes each (sample, group) set, InstanceNorm
-is GroupNorm with num_groups == C, BatchNorm normalizes each channel over N and S. Every array
-is C-contiguous and of x's dtype (float32 or float64); the caller reshapes and copies. The
-formulas, the numerics and the memory traffic of each are in kernels/README.md.
+is GroupNorm with num_groups == C, BatchNorm normalizes each channel over N and S; the loss
+kernels take (rows, classes) scores, the elementwise ("flat") ones 1-D arrays. Every array
+is C-contiguous and of x's dtype (float32 or float64; cross_entropy's target is int64 and its
+lse float64); the caller reshapes and copies. The formulas, the numerics and the memory
+traffic of each are in kernels/README.md.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ ROLES = {
     "beta2": "Adam: decay rate of the second moment",
     "amsgrad": "Adam: normalize by the running maximum of v (AMSGrad)",
     "decoupled_weight_decay": "True for AdamW: weight decay shrinks p instead of adding to g",
+    "target": "cross_entropy: int64 class index per row of x, (rows,)",
+    "ignore_index": "cross_entropy: the target value whose rows add nothing (an int)",
+    "label_smoothing": "cross_entropy: eps, the share of the target spread over all classes",
+    "reduction": "cross_entropy: 'none' (a loss per row), 'mean' (over the target weight) "
+                 "or 'sum'",
+    "loss": "cross_entropy: (rows,) for reduction 'none', else 0-d; x's dtype",
+    "lse": "cross_entropy: per-row log-sum-exp of x, float64 (rows,)",
+    "dloss": "cross_entropy: the upstream gradient, the shape of loss",
 }
 
 
@@ -96,7 +106,8 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows", "ncs", "nchw" (pooling, conv2d) or "flat" (optimizer lists)
+    layout: str  # "rows", "ncs", "nchw" (pooling, conv2d) or "flat" (optimizer lists,
+    #               elementwise 1-D arrays)
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
@@ -167,6 +178,21 @@ KERNELS = (
     Kernel("adam_step", ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs",
                          "state_steps", "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad",
                          "maximize", "decoupled_weight_decay"), (), "flat", ("reference", "cpu")),
+    # the training step's loss: x is (rows, classes) class scores, softmax over each row
+    Kernel("log_softmax_forward", ("x",), ("y",), "rows", ("reference", "cpu")),
+    Kernel("log_softmax_backward", ("dy", "y"), ("dx",), "rows", ("reference", "cpu")),
+    Kernel("cross_entropy_forward", ("x", "target", "weight", "ignore_index",
+                                     "label_smoothing", "reduction"), ("loss", "lse"), "rows",
+           ("reference", "cpu")),
+    Kernel("cross_entropy_backward", ("dloss", "x", "target", "lse", "weight", "ignore_index",
+                                      "label_smoothing", "reduction"), ("dx",), "rows",
+           ("reference", "cpu")),
+    # elementwise activations, only the passes where a kernel saves a pass or a temporary
+    # over NumPy (README: measured); "flat": every array 1-D, the caller reshapes
+    Kernel("relu_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
+    Kernel("sigmoid_forward", ("x",), ("y",), "flat", ("reference", "cpu")),
+    Kernel("sigmoid_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
+    Kernel("tanh_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
 )
 
 BY_NAME = {kernel.name: kernel for kernel in KERNELS}

@@ -17,7 +17,19 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import pooling
+from kernels.reference_activation import (  # noqa: F401  (re-exported)
+    relu_backward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+)
 from kernels.reference_conv import conv2d_backward, conv2d_forward  # noqa: F401
+from kernels.reference_loss import (  # noqa: F401  (the loss kernels' spec, re-exported)
+    cross_entropy_backward,
+    cross_entropy_forward,
+    log_softmax_backward,
+    log_softmax_forward,
+)
 
 
 def _as64(array: np.ndarray | None) -> np.ndarray | None:

@@ -54,6 +54,9 @@ BAD_SCALARS = {
     "count": [0, -1, 1.5, "3", None, True],
     "rmax": [0.5, float("nan"), float("inf"), "2", None, True],
     "dmax": [-1.0, float("nan"), float("inf"), "1", None, True],
+    "ignore_index": [1.5, "1", None, True],  # cross_entropy
+    "label_smoothing": ["0.1", None, True, 0.1j],
+    "reduction": ["avg", None, 1, True],
 }
 CONV_BAD_SCALARS = {  # conv2d (see _conv2d_arguments); pooling's names mean other things
     "stride": [0, -1, (1,), (1, 0), 1.5, "1", None, True],
@@ -158,10 +161,39 @@ def _optimizer_arguments(name: str, dtype, shape) -> dict:
 # ---- end of the optimizer kernels' block
 
 
+# ---- the loss and activation kernels (kernels/cpu/{log_softmax,cross_entropy,relu,sigmoid,
+# tanh}.py): x is (N·S, C) class scores or a flat N·C·S vector; target int64 class indices
+LOSS_AND_ACTIVATION = {k.name for k in api.KERNELS if k.layout == "flat"
+                       or k.name.startswith(("log_softmax", "cross_entropy"))}
+
+
+def _loss_and_activation_arguments(name: str, dtype, shape) -> dict:
+    import kernels.cpu as cpu
+
+    n, c, s = shape
+    rng = np.random.default_rng(0)
+    flat = api.BY_NAME[name].layout == "flat"
+    x_shape = (n * c * s,) if flat else (n * s, c)
+    x, dy = (rng.standard_normal(x_shape).astype(dtype) for _ in range(2))
+    target = rng.integers(0, c, n * s)
+    target[0] = -100
+    named = dict(x=x, dy=dy, y=cpu.log_softmax_forward(x) if not flat else np.tanh(x),
+                 target=target, weight=rng.uniform(0.5, 1.5, c).astype(dtype),
+                 ignore_index=-100, label_smoothing=0.1, reduction="none")
+    if not flat:
+        named["lse"] = cpu.cross_entropy_forward(*(named[p] for p in api.BY_NAME[
+            "cross_entropy_forward"].arguments))[1]
+        named["dloss"] = rng.standard_normal(n * s).astype(dtype)
+    return {p: named[p] for p in api.BY_NAME[name].arguments}
+# ---- end of the loss and activation kernels
+
+
 def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
     """Arguments that the kernel accepts, as the forward kernels would produce them; the
     BatchNorm split kernels (SyncBatchNorm's passes) take BatchNorm's inputs and the float64
     statistics and sums of the passes before them."""
+    if name in LOSS_AND_ACTIVATION:
+        return _loss_and_activation_arguments(name, dtype, shape)
     if name.startswith("conv2d"):
         return _conv2d_arguments(name, dtype, shape)
     if "pool2d" in name:
@@ -219,6 +251,8 @@ def _bad_arrays(name: str, array, kernel: str) -> dict:
         bad["one too few"] = array[:-1].copy()
     if xp is not np:  # on a GPU, a host array is refused too
         bad["host array"] = array.get()
+    if name == "target":  # class indices: int64 is the valid dtype
+        del bad["int64"]
     return bad
 
 
@@ -369,8 +403,10 @@ def test_kernels_only_ever_receive_contiguous_arrays_of_one_dtype(spy, backend, 
                 for i, value in enumerate(args):
                     if _is_array(value):
                         assert _is_contiguous(value), f"{kernel} argument {i} is not contiguous"
+                        # int64: max pooling's indices and cross_entropy's class targets
+                        int64 = kernel.startswith("cross_entropy.") and value.dtype == np.int64
                         assert np.dtype(value.dtype) in (np.dtype(dtype), np.float64,
-                                                         *index_dtype), (
+                                                         *index_dtype) or int64, (
                             f"{kernel} argument {i} has dtype {value.dtype}")
 
 

@@ -7,10 +7,22 @@ the autograd engine, so elementwise backwards may return full-size gradients.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .autograd import Function
 from .device import as_array, to_device
+
+
+def _cpu_kernels(ctx, array):
+    """kernels.cpu when the op runs on the cpu device on float32/float64 data; None means the
+    NumPy code (CuPy's on the cuda device) runs."""
+    if ctx.device != "cpu" or array.dtype.char not in "fd":
+        return None
+    from kernels import cpu
+
+    return cpu
 
 # ---------------------------------------------------------------- elementwise, two inputs
 
@@ -163,34 +175,60 @@ class Abs(Function):
         return (grad * np.sign(a),)
 
 
+def _flat(array, dtype) -> np.ndarray:
+    """array as the contiguous 1-D array of `dtype` the elementwise kernels take."""
+    return np.ascontiguousarray(array, dtype).reshape(-1)
+
+
 class Relu(Function):
+    """Saves the output, as PyTorch does; on the cpu device backward is one kernel pass
+    (kernels/cpu/relu.py), the forward np.maximum, already one pass."""
+
     @staticmethod
     def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return np.maximum(a, 0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (a,) = ctx.saved_tensors
-        return (grad * (a > 0),)
-
-
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx, a):
-        # exp of a non-positive number only: no overflow warnings for large |a|
-        e = np.exp(-np.abs(a))
-        out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        out = np.maximum(a, 0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None:
+            dx = kernels.relu_backward(_flat(grad, out.dtype), _flat(out, out.dtype))
+            return (dx.reshape(out.shape),)
+        return (grad * (out > 0),)
+
+
+class Sigmoid(Function):
+    """On the cpu device one kernel pass each way (kernels/cpu/sigmoid.py)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        kernels = _cpu_kernels(ctx, a)
+        if kernels is not None:
+            out = kernels.sigmoid_forward(_flat(a, a.dtype)).reshape(a.shape)
+        else:
+            # exp of a non-positive number only: no overflow warnings for large |a|
+            e = np.exp(-np.abs(a))
+            out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None:
+            dx = kernels.sigmoid_backward(_flat(grad, out.dtype), _flat(out, out.dtype))
+            return (dx.reshape(out.shape),)
         return (grad * out * (1 - out),)
 
 
 class Tanh(Function):
+    """np.tanh forward (SIMD, faster than a kernel); backward one kernel pass on the cpu
+    device (kernels/cpu/tanh.py)."""
+
     @staticmethod
     def forward(ctx, a):
         out = np.tanh(a)
@@ -200,6 +238,10 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None:
+            dx = kernels.tanh_backward(_flat(grad, out.dtype), _flat(out, out.dtype))
+            return (dx.reshape(out.shape),)
         return (grad * (1 - out * out),)
 
 
@@ -308,18 +350,43 @@ class Max(Function):
         return (out,)
 
 
+def _as_rows(a, dim: int, dtype) -> np.ndarray:
+    """a as contiguous (rows, classes) with `dim` as the classes (a copy unless it is last)."""
+    moved = np.moveaxis(a, dim, -1)
+    return np.ascontiguousarray(moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1]),
+                                dtype)
+
+
+def _from_rows(rows: np.ndarray, shape: tuple, dim: int) -> np.ndarray:
+    """The inverse of _as_rows: a view of `rows` with the classes back at `dim`."""
+    moved = shape[:dim] + shape[dim + 1:] + (shape[dim],)
+    return np.moveaxis(rows.reshape(moved), -1, dim)
+
+
 class LogSoftmax(Function):
+    """On the cpu device one fused kernel per pass (kernels/cpu/log_softmax.py)."""
+
     @staticmethod
     def forward(ctx, a, dim):
-        shifted = a - a.max(axis=dim, keepdims=True)
-        out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.save_for_backward(out)
         ctx.dim = dim
+        kernels = _cpu_kernels(ctx, a)
+        if kernels is not None and a.ndim:
+            out = _from_rows(kernels.log_softmax_forward(_as_rows(a, dim, a.dtype)), a.shape,
+                             dim)
+        else:
+            shifted = a - a.max(axis=dim, keepdims=True)
+            out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        kernels = _cpu_kernels(ctx, out)
+        if kernels is not None and out.ndim:
+            dx = kernels.log_softmax_backward(_as_rows(grad, ctx.dim, out.dtype),
+                                              _as_rows(out, ctx.dim, out.dtype))
+            return (_from_rows(dx, out.shape, ctx.dim),)
         return (grad - np.exp(out) * grad.sum(axis=ctx.dim, keepdims=True),)
 
 

@@ -38,15 +38,20 @@ from kernels.cpu.batch_norm import (
 )
 from kernels.cpu.batch_renorm import batch_renorm_backward, batch_renorm_forward_train
 from kernels.cpu.conv2d import conv2d_backward, conv2d_forward
+from kernels.cpu.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from kernels.cpu.group_norm import group_norm_backward, group_norm_forward
 from kernels.cpu.layer_norm import layer_norm_backward, layer_norm_forward
 from kernels.cpu.local_response_norm import (
     local_response_norm_backward,
     local_response_norm_forward,
 )
+from kernels.cpu.log_softmax import log_softmax_backward, log_softmax_forward
 from kernels.cpu.max_pool2d import max_pool2d_backward, max_pool2d_forward
+from kernels.cpu.relu import relu_backward
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 from kernels.cpu.sgd import sgd_step
+from kernels.cpu.sigmoid import sigmoid_backward, sigmoid_forward
+from kernels.cpu.tanh import tanh_backward
 
 # Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
 # `kernels`, pin the layer here (before any parallel launch) unless the user chose one.

@@ -22,6 +22,7 @@ from .functional_norm import (  # noqa: F401  (re-exported)
     rms_norm,
 )
 from .linear_ops import LinearFunction
+from .loss_ops import CrossEntropy
 from .pool_ops import AvgPool2dFunction, MaxPool2dFunction, pool_output_size
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -293,11 +294,13 @@ def _class_targets(op: str, input: Tensor, target, ignore_index: int) -> np.ndar
             f"of shape {labels.shape}"
         )
     classes = input.shape[1]
-    invalid = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
-    if invalid.any():
-        bad = labels[invalid].reshape(-1)[0]
-        raise ValueError(f"{op}: target {bad} is out of bounds: class indices must be in "
-                         f"[0, {classes}) (C={classes})")
+    # min/max first: two quick reductions decide the common case, every target in range
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        invalid = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
+        if invalid.any():
+            bad = labels[invalid].reshape(-1)[0]
+            raise ValueError(f"{op}: target {bad} is out of bounds: class indices must be in "
+                             f"[0, {classes}) (C={classes})")
     return labels.astype(np.int64, copy=False)
 
 
@@ -367,6 +370,13 @@ def cross_entropy(input: Tensor, target, weight: Tensor | None = None, ignore_in
     """
     _check_loss_args("cross_entropy", input, weight, reduction, label_smoothing)
     labels = _class_targets("cross_entropy", input, target, ignore_index)
+    if input.device == "cpu" and input.dtype.char in "fd":  # one fused node, CPU kernels
+        class_weight = None if weight is None else np.ascontiguousarray(weight.data,
+                                                                        input.dtype)
+        loss = CrossEntropy.apply(_rows(input), target=np.ascontiguousarray(labels.reshape(-1)),
+                                  weight=class_weight, ignore_index=int(ignore_index),
+                                  label_smoothing=float(label_smoothing), reduction=reduction)
+        return loss.reshape(labels.shape) if reduction == "none" and labels.ndim > 1 else loss
     log_probs = _rows(input).log_softmax(dim=1)
     return _weighted_nll(log_probs, labels, weight, ignore_index, label_smoothing, reduction,
                          labels.shape)
