@@ -71,7 +71,7 @@ ROLES = {
                    "output_mask); the others come back as None",
     "columns": "conv2d: the im2col matrix of x, (C·kh·kw, N·Ho·Wo), from forward; None in "
                "backward: recomputed from x",
-    # optimizer kernels ("flat" layout): lists with one entry per parameter, updated in place
+    # optimizer kernels ("lists" layout): lists with one entry per parameter, updated in place
     "params": "the parameters: a list of C-contiguous float32/float64 arrays, any shapes",
     "grads": "the gradient of each parameter, its shape and dtype (read only)",
     "momentum_buffers": "SGD: each parameter's momentum buffer; a None entry is made on this "
@@ -106,8 +106,8 @@ class Kernel:
     name: str
     arguments: tuple[str, ...]
     returns: tuple[str, ...]
-    layout: str  # "rows", "ncs", "nchw" (pooling, conv2d) or "flat" (optimizer lists,
-    #               elementwise 1-D arrays)
+    layout: str  # "rows", "ncs", "nchw" (pooling, conv2d), "flat" (elementwise, 1-D) or
+    #               "lists" (optimizers: one array per parameter)
     backends: tuple[str, ...] = ("reference", "cpu", "cuda")
 
 
@@ -171,13 +171,13 @@ KERNELS = (
     Kernel("conv2d_backward", ("dy", "x", "weight", "stride", "padding", "dilation", "groups",
                                "output_mask", "columns"), ("dx", "dweight", "dbias"), "nchw",
            ("reference", "cpu")),
-    # in-place optimizer updates of a whole parameter group ("flat": any shapes, elementwise)
+    # in-place optimizer updates of a whole parameter group ("lists": any shapes, elementwise)
     Kernel("sgd_step", ("params", "grads", "momentum_buffers", "lr", "momentum", "dampening",
-                        "weight_decay", "nesterov", "maximize"), ("momentum_buffers",), "flat",
+                        "weight_decay", "nesterov", "maximize"), ("momentum_buffers",), "lists",
            ("reference", "cpu")),
     Kernel("adam_step", ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs",
                          "state_steps", "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad",
-                         "maximize", "decoupled_weight_decay"), (), "flat", ("reference", "cpu")),
+                         "maximize", "decoupled_weight_decay"), (), "lists", ("reference", "cpu")),
     # the training step's loss: x is (rows, classes) class scores, softmax over each row
     Kernel("log_softmax_forward", ("x",), ("y",), "rows", ("reference", "cpu")),
     Kernel("log_softmax_backward", ("dy", "y"), ("dx",), "rows", ("reference", "cpu")),

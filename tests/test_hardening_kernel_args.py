@@ -198,7 +198,7 @@ def _valid_arguments(backend: str, name: str, dtype, shape=SHAPE) -> dict:
         return _conv2d_arguments(name, dtype, shape)
     if "pool2d" in name:
         return _pool_arguments(backend, name, dtype, shape)
-    if api.BY_NAME[name].layout == "flat":
+    if api.BY_NAME[name].layout == "lists":
         return _optimizer_arguments(name, dtype, shape)
     case = CASE_OF.get(name, BY_NAME["BatchNorm"])
     n, c, s = shape
@@ -243,7 +243,7 @@ def _bad_arrays(name: str, array, kernel: str) -> dict:
         bad["fortran order"] = xp.asfortranarray(array)
     if name not in OPTIONAL:
         bad["None"] = None
-    if array.dtype == np.int64:  # indices: int64 is their dtype
+    if array.dtype == np.int64:  # pooling indices, class targets: int64 is their dtype
         del bad["int64"]
     if name != "x" and (kernel, name) not in FREE_SIZE:
         # more rows of x is a different valid input; every other size is fixed
@@ -251,8 +251,6 @@ def _bad_arrays(name: str, array, kernel: str) -> dict:
         bad["one too few"] = array[:-1].copy()
     if xp is not np:  # on a GPU, a host array is refused too
         bad["host array"] = array.get()
-    if name == "target":  # class indices: int64 is the valid dtype
-        del bad["int64"]
     return bad
 
 
