@@ -1,11 +1,12 @@
 """Every launch path of kernels.cuda, reached at small shapes by shrinking the launch
 geometry (helpers.geometry): each row-length bucket of the warp-per-row kernels with
 several rows per warp and idle warps, the block-per-row kernels with the row in registers
-and a chunk at a time with and without the shared-memory row cache, fewer backward warps
-when their shared partial rows do not fit, several partial rows, GroupNorm's per-(sample, channel) sums over several trips and its
-sets split over several blocks, BatchNorm's merge of more partials than a warp has lanes
-and of several channel blocks, float64. Checked against kernels.reference (float64 NumPy)
-and for bitwise determinism. Runs under the simulator or on a GPU (tests/conftest.py)."""
+and those of longer rows with and without the shared-memory row cache, fewer backward warps
+when their shared partial rows do not fit, several partial rows, GroupNorm's per-(sample,
+channel) sums over several trips and its sets split over several blocks, BatchNorm's merge
+of more partials than a warp has lanes and of several channel blocks, float64. Checked
+against kernels.reference (float64 NumPy) and for bitwise determinism. Runs under the
+simulator or on a GPU (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -94,11 +95,11 @@ def test_layer_norm_backward_shrinks_its_warps_to_fit_shared_memory():
 
 
 # Rows longer than a warp's registers: a block per row with the row in registers (64
-# threads hold 256 columns), or (32 threads hold 128) two chunks at a time with the row
+# threads hold 256 columns), or (32 threads hold 128) the long-row kernels with the row
 # cached in shared memory or loaded again, where the backward's shared partial row does not
 # fit either; 3 rows on 2 blocks, so one block adds a second row into its partial row.
 @pytest.mark.parametrize("block, shared_bytes", [(64, 47 * 1024), (32, 47 * 1024), (32, 64)])
-def test_layer_norm_block_rows_in_registers_and_in_chunks(block, shared_bytes):
+def test_layer_norm_block_rows_in_registers_and_long_rows(block, shared_bytes):
     cols = helpers.WARP_ROW_MAX + 21
     assert helpers.row_bucket(cols, np.float32) is None
     in_registers = helpers.row_bucket(cols, np.float32, threads=block) is not None
@@ -129,7 +130,7 @@ def test_rms_norm_paths(cols, affine, block):
 
 # (shape, num_groups, blocks, block): sets in a warp bucket with per-channel affine; spatial
 # longer than a warp's UNROLL trip (channel_sums loops) and one set split over several
-# blocks; sets longer than a warp's registers (a block per set, in registers or in chunks).
+# blocks; sets longer than a warp's registers (a block per set, in registers or not).
 @pytest.mark.parametrize("shape, num_groups, blocks, block", [
     ((3, 4, 5), 2, 1, 64),
     ((1, 2, helpers.WARP * batch_norm.UNROLL + 3), 1, 4, 64),

@@ -373,8 +373,6 @@ def section_registers(report: Report, args) -> None:
         for layout, threads in (("warp", None), ("block", block)):
             kernels[f"forward_{layout}_rows[{b}]"] = layer_norm.forward_kernel(b, threads)
             kernels[f"backward_{layout}_rows[{b}]"] = layer_norm.backward_kernel(b, threads)
-        kernels[f"forward_long_rows[{b}]"] = layer_norm.forward_long_kernel(b, block)
-        kernels[f"backward_long_rows[{b}]"] = layer_norm.backward_long_kernel(b, block)
     for module in (layer_norm, group_norm, batch_norm, helpers):
         for name in dir(module):
             kernel = getattr(module, name)

@@ -9,8 +9,9 @@ Forward, per row of n = cols elements (shifted two-pass, kernels/README.md):
     r = 1/sqrt(var + eps); y = ((x - K) - centre)·r·weight + bias; mean = K + centre
     RMSNorm: K = centre = 0, so var = mean(x^2) and y = x·r·weight.
     Rows of up to WARP·per_lane elements (the row-length buckets of helpers.GEOMETRY): a
-    warp per row, the row in registers, loads first, then arithmetic, then stores.
-    Longer rows: a block per row, the row cached in shared memory when it fits.
+    warp per row, the row in registers, loads first, then arithmetic, then stores; up to
+    block·per_lane: the same with a block per row; longer rows: a block per row
+    (forward_long_rows), the row cached in shared memory when it fits.
     traffic: read x, write y = 2·E·s (one launch).
 
 Backward, per row, g = dy·weight, d = x - mean:
@@ -19,7 +20,8 @@ Backward, per row, g = dy·weight, d = x - mean:
     dx = r·g - r·sum(g)/n - xhat·r·sum(g·xhat)/n, xhat = (d - c)·r
     RMSNorm: mean = c = 0 and the sum(g) term is absent: dx = r·g - x·r^3·sum(g·x)/n.
     dweight, dbias: each block owns a strip of rows and writes one partial row once (its
-    warps' shared-memory sums added in warp order); `column_sums` adds the partial rows.
+    warps' shared-memory sums added in warp order; long rows: the block's partial row is
+    updated in global memory once per row); `column_sums` adds the partial rows.
     traffic: read dy and x, write dx = 3·E·s, plus the partials (two launches).
 """
 
@@ -71,8 +73,9 @@ def lane_view(array, lane):
 # them (load_lane), so all of a lane's loads are in flight together; then the arithmetic;
 # then every store. Numba marks no array noalias, so a load placed after a store could not
 # move above it. Column offsets within a row view are 32-bit (uint32: no negative-index
-# wraparound either). Rows longer than a block's registers go through the same phases one
-# chunk of blockDim·per_lane columns at a time (the *_long_* kernels).
+# wraparound either). Rows longer than a block's registers go to the *_long_rows kernels,
+# not restructured yet (a chunked version with these phases took 130-176 registers on
+# sm_80: NVVM unrolled its chunk loops).
 
 
 @device_function
@@ -155,90 +158,49 @@ def forward_kernel(per_lane: int, block: int | None = None):
     return forward_rows
 
 
-@device_function
-def shifted_chunk(values, x_row, row_cache, cached, start, per_lane, stride, tail, shift):
-    """values = this lane's columns start + k·stride of the shifted row (0 past its end):
-    from the shared-memory row when `cached`, else loaded again."""
-    if cached:
-        for k in range(per_lane):
-            values[k] = row_cache[uint32(start + k * stride)] if k * stride < tail else \
-                x_row.dtype.type(0.0)
-    else:
-        load_lane(values, x_row[start:], per_lane, stride, tail, shift)
-        for k in range(per_lane):
-            values[k] -= shift
-
-
-@functools.cache
-def forward_long_kernel(per_lane: int, threads: int):
-    """A block of `threads` per row longer than its registers hold, a chunk of
-    threads·per_lane columns at a time; the shifted row is kept in shared memory when
-    `cached` (dynamic shared memory of cols elements), else each pass loads it again."""
-
-    @cuda.jit
-    def forward_long_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mean,
-                          inv_std, var):
-        scratch = cuda.shared.array(SCRATCH, float64)
-        row_cache = cuda.shared.array(0, x.dtype)
-        values = cuda.local.array(per_lane, x.dtype)
-        rows, cols = x.shape
-        zero = x.dtype.type(0.0)
-        centered = mean is not None
-        tid = cuda.threadIdx.x
-        chunk = threads * per_lane
-        for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
-            x_row = x[row]
-            shift = x_row[0] if centered else zero
-            total = zero
-            for start in range(tid, cols, chunk):
-                tail = int32(cols - start)
-                shifted_chunk(values, x_row, row_cache, False, start, per_lane, threads, tail,
-                              shift)
-                for k in range(per_lane):
-                    total += values[k]
-                if cached:  # each thread rereads only its own columns: no sync needed
-                    for k in range(per_lane):
-                        if k * threads < tail:
-                            row_cache[uint32(start + k * threads)] = values[k]
-            centre = block_sum(total, scratch) / cols if centered else 0.0
-            centre_t = x.dtype.type(centre)
-            squares = zero
-            for start in range(tid, cols, chunk):
-                tail = int32(cols - start)
-                shifted_chunk(values, x_row, row_cache, cached, start, per_lane, threads,
-                              tail, shift)
-                for k in range(per_lane):
-                    if k * threads < tail:
-                        d = values[k] - centre_t
-                        squares += d * d
-            variance = block_sum(squares, scratch) / cols
-            r = 1.0 / math.sqrt(variance + eps)
-            r_t = x.dtype.type(r)
-            first_channel = (row % num_groups) * (cols // spatial)
-            channel, position = split_index(tid, spatial)
-            step_channel, step_position = split_index(threads, spatial)
-            for start in range(tid, cols, chunk):
-                tail = int32(cols - start)
-                shifted_chunk(values, x_row, row_cache, cached, start, per_lane, threads,
-                              tail, shift)
-                for k in range(per_lane):
-                    if k * threads < tail:
-                        values[k] = affine(values[k] - centre_t, r_t, weight, bias,
-                                           first_channel + channel)
-                    channel, position = step_index(channel, position, step_channel,
-                                                   step_position, spatial)
-                y_part = y[row, start:]
-                for k in range(per_lane):
-                    if k * threads < tail:
-                        y_part[uint32(k * threads)] = values[k]
-            if tid == 0:
-                if mean is not None:
-                    mean[row] = shift + centre
-                inv_std[row] = r
-                if var is not None:
-                    var[row] = variance
-
-    return forward_long_rows
+@cuda.jit
+def forward_long_rows(x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std,
+                      var):
+    """One block per row longer than its registers hold (not restructured yet: a loop per
+    element, which NVVM unrolls by 4); the shifted row is kept in shared memory when
+    `cached`."""
+    scratch = cuda.shared.array(SCRATCH, float64)
+    row_cache = cuda.shared.array(0, x.dtype)
+    rows, cols = x.shape
+    zero = x.dtype.type(0.0)
+    centered = mean is not None
+    tid, threads = cuda.threadIdx.x, cuda.blockDim.x
+    for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        shift = x[row, 0] if centered else zero
+        total = zero
+        for j in range(tid, cols, threads):
+            d = x[row, j] - shift
+            if cached:
+                row_cache[j] = d  # each thread rereads only its own columns: no sync needed
+            total += d
+        centre = block_sum(total, scratch) / cols if centered else 0.0
+        centre_t = x.dtype.type(centre)
+        squares = zero
+        for j in range(tid, cols, threads):
+            d = (row_cache[j] if cached else x[row, j] - shift) - centre_t
+            squares += d * d
+        variance = block_sum(squares, scratch) / cols
+        r = 1.0 / math.sqrt(variance + eps)
+        r_t = x.dtype.type(r)
+        first = (row % num_groups) * (cols // spatial)
+        channel, position = split_index(tid, spatial)
+        step_channel, step_position = split_index(threads, spatial)
+        for j in range(tid, cols, threads):
+            d = (row_cache[j] if cached else x[row, j] - shift) - centre_t
+            y[row, j] = affine(d, r_t, weight, bias, first + channel)
+            channel, position = step_index(channel, position, step_channel, step_position,
+                                           spatial)
+        if tid == 0:
+            if mean is not None:
+                mean[row] = shift + centre
+            inv_std[row] = r
+            if var is not None:
+                var[row] = variance
 
 
 @functools.cache
@@ -335,92 +297,57 @@ def backward_kernel(per_lane: int, block: int | None = None):
     return backward_rows
 
 
-@functools.cache
-def backward_long_kernel(per_lane: int, threads: int):
-    """A block of `threads` per row longer than its registers hold, grid-strided, a chunk
-    of threads·per_lane columns at a time; block b accumulates its rows' dweight/dbias into
-    partial row b (its first row writes it: every block has at least one row, the grid is
-    at most `rows`), loading the partials with the chunk's x and dy."""
-
-    @cuda.jit
-    def backward_long_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part):
-        scratch = cuda.shared.array(SCRATCH, float64)
-        deviations = cuda.local.array(per_lane, x.dtype)
-        grads = cuda.local.array(per_lane, x.dtype)
-        weight_sums = cuda.local.array(per_lane, x.dtype)
-        bias_sums = cuda.local.array(per_lane, x.dtype)
-        rows, cols = x.shape
-        zero = x.dtype.type(0.0)
-        centered = mean is not None
-        tid, block = cuda.threadIdx.x, cuda.blockIdx.x
-        chunk = threads * per_lane
-        for row in range(block, rows, cuda.gridDim.x):
-            mu = zero
-            if mean is not None:
-                mu = mean[row]
-            sum_d = zero
-            sum_g = zero
-            sum_g_d = zero
-            for start in range(tid, cols, chunk):
-                tail = int32(cols - start)
-                load_lane(deviations, x[row, start:], per_lane, threads, tail, zero)
-                load_lane(grads, dy[row, start:], per_lane, threads, tail, zero)
-                weight_part = lane_view(weight, start)
-                for k in range(per_lane):
-                    if k * threads < tail:
-                        d = deviations[k] - mu
-                        g = grads[k] * weight_part[uint32(k * threads)] \
-                            if weight is not None else grads[k]
-                        sum_d += d
-                        sum_g += g
-                        sum_g_d += g * d
-            n = float64(cols)
-            r = float64(inv_std[row])
-            sum_g_total = block_sum(sum_g, scratch)
-            correction = block_sum(sum_d, scratch) / n if centered else 0.0
-            sum_g_xhat = r * (block_sum(sum_g_d, scratch) - correction * sum_g_total)
-            offset = x.dtype.type(r * sum_g_total / n if centered else 0.0)
-            xhat_scale = x.dtype.type(r * sum_g_xhat / n)
-            correction_t = x.dtype.type(correction)
-            r_t = x.dtype.type(r)
-            first_row = row == block
-            for start in range(tid, cols, chunk):
-                tail = int32(cols - start)
-                load_lane(deviations, x[row, start:], per_lane, threads, tail, zero)
-                load_lane(grads, dy[row, start:], per_lane, threads, tail, zero)
-                weight_part = lane_view(weight, start)
-                dweight_row = dweight_part[block, start:]
-                dbias_row = None if dbias_part is None else dbias_part[block, start:]
-                if not first_row:
-                    load_lane(weight_sums, dweight_row, per_lane, threads, tail, zero)
-                    if dbias_part is not None:
-                        load_lane(bias_sums, dbias_row, per_lane, threads, tail, zero)
-                for k in range(per_lane):
-                    if k * threads < tail:
-                        grad = grads[k]
-                        xhat = ((deviations[k] - mu) - correction_t) * r_t
-                        g = grad * weight_part[uint32(k * threads)] if weight is not None \
-                            else grad
-                        deviations[k] = r_t * g - offset - xhat * xhat_scale
-                        weight_sums[k] = grad * xhat if first_row else \
-                            weight_sums[k] + grad * xhat
-                        bias_sums[k] = grad if first_row else bias_sums[k] + grad
-                dx_part = dx[row, start:]
-                for k in range(per_lane):
-                    if k * threads < tail:
-                        column = uint32(k * threads)
-                        dx_part[column] = deviations[k]
-                        dweight_row[column] = weight_sums[k]
-                        if dbias_part is not None:
-                            dbias_row[column] = bias_sums[k]
-
-    return backward_long_rows
+@cuda.jit
+def backward_long_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part):
+    """One block per row longer than its registers hold (not restructured yet), grid-strided;
+    block b accumulates its rows' dweight/dbias into
+    partial row b (every block has at least one row: the grid is at most `rows`)."""
+    scratch = cuda.shared.array(SCRATCH, float64)
+    rows, cols = x.shape
+    zero = x.dtype.type(0.0)
+    centered = mean is not None
+    tid, threads, block = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x
+    for row in range(block, rows, cuda.gridDim.x):
+        mu = zero
+        if mean is not None:
+            mu = mean[row]
+        sum_d = zero
+        sum_g = zero
+        sum_g_d = zero
+        for j in range(tid, cols, threads):
+            d = x[row, j] - mu
+            g = dy[row, j] * weight[j] if weight is not None else dy[row, j]
+            sum_d += d
+            sum_g += g
+            sum_g_d += g * d
+        n = float64(cols)
+        r = float64(inv_std[row])
+        sum_g_total = block_sum(sum_g, scratch)
+        correction = block_sum(sum_d, scratch) / n if centered else 0.0
+        sum_g_xhat = r * (block_sum(sum_g_d, scratch) - correction * sum_g_total)
+        offset = x.dtype.type(r * sum_g_total / n if centered else 0.0)
+        xhat_scale = x.dtype.type(r * sum_g_xhat / n)
+        correction_t = x.dtype.type(correction)
+        r_t = x.dtype.type(r)
+        for j in range(tid, cols, threads):
+            grad = dy[row, j]
+            xhat = ((x[row, j] - mu) - correction_t) * r_t
+            g = grad * weight[j] if weight is not None else grad
+            dx[row, j] = r_t * g - offset - xhat * xhat_scale
+            if row == block:
+                dweight_part[block, j] = grad * xhat
+                if dbias_part is not None:
+                    dbias_part[block, j] = grad
+            else:
+                dweight_part[block, j] += grad * xhat
+                if dbias_part is not None:
+                    dbias_part[block, j] += grad
 
 
 def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, var=None,
                    num_groups: int = 1, spatial: int = 1) -> None:
     """Pick the row kernel of x's row-length bucket (a warp per row, a block per row with
-    the row in registers, or a block per row a chunk at a time) and launch it; mean is None
+    the row in registers, or the long-row kernel) and launch it; mean is None
     for RMSNorm; GroupNorm passes its (sample, group) rows and layout, and var for the
     biased variance."""
     rows, cols = x.shape
@@ -440,8 +367,7 @@ def launch_forward(x, weight, bias, eps: float, y, mean, inv_std, var=None,
         return
     row_bytes = cols * x.dtype.itemsize
     cached = row_bytes <= helpers.GEOMETRY.shared_bytes
-    kernel = forward_long_kernel(helpers.row_buckets(x.dtype)[-1], block)
-    kernel[grid, block, stream, row_bytes if cached else 0](
+    forward_long_rows[grid, block, stream, row_bytes if cached else 0](
         x, weight, bias, eps, num_groups, spatial, cached, y, mean, inv_std, var)
 
 
@@ -470,8 +396,7 @@ def launch_backward(dy, x, mean, inv_std, weight, dx, dweight, dbias) -> None:
         kernel = backward_kernel(per_thread, block)[grid, block, stream, row_bytes]
     else:
         grid = helpers.blocks_for(rows, 1)
-        kernel = backward_long_kernel(helpers.row_buckets(x.dtype)[-1], block)
-        kernel = kernel[grid, block, stream]
+        kernel = backward_long_rows[grid, block, stream]
     dweight_part = helpers.empty(x, (grid, cols))
     dbias_part = None if dbias is None else helpers.empty(x, (grid, cols))
     kernel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part)

@@ -76,8 +76,8 @@ def kernel_signatures(dtype) -> list[tuple[str, object, tuple]]:
     out = []
     # GroupNorm's forward (a per-channel affine, with and without it) also writes var
     group_kinds = (("group_norm", v, v), ("group_norm no affine", NONE, NONE))
-    # the row kernels of every bucket, a warp or a block per row (same arguments), and the
-    # chunked block-per-row kernels of the longest bucket, for the launch block size
+    # the row kernels of every bucket, a warp or a block per row (same arguments; the block
+    # kernels for the launch block size), and the block-per-row kernels of longer rows
     buckets, block = helpers.row_buckets(str(dtype)), helpers.GEOMETRY.block
     for per_lane in buckets:
         for layout, threads in (("warp", None), ("block", block)):
@@ -92,16 +92,14 @@ def kernel_signatures(dtype) -> list[tuple[str, object, tuple]]:
             for kind, weight, mean, dbias in backward_kinds:
                 out.append((f"backward_{layout}_rows[{per_lane}] {kind}", kernel,
                             (m2, m2, mean, v, weight, m2, m2, dbias)))
-    kernel = layer_norm.forward_long_kernel(buckets[-1], block)
     for kind, weight, bias, mean in forward_kinds:
-        out.append((f"forward_long_rows[{buckets[-1]}] {kind}", kernel,
+        out.append((f"forward_long_rows {kind}", layer_norm.forward_long_rows,
                     (m2, weight, bias, F64, i64, i64, flag, m2, mean, v, NONE)))
     for kind, weight, bias in group_kinds:
-        out.append((f"forward_long_rows[{buckets[-1]}] {kind}", kernel,
+        out.append((f"forward_long_rows {kind}", layer_norm.forward_long_rows,
                     (m2, weight, bias, F64, i64, i64, flag, m2, v, v, v)))
-    kernel = layer_norm.backward_long_kernel(buckets[-1], block)
     for kind, weight, mean, dbias in backward_kinds:
-        out.append((f"backward_long_rows[{buckets[-1]}] {kind}", kernel,
+        out.append((f"backward_long_rows {kind}", layer_norm.backward_long_rows,
                     (m2, m2, mean, v, weight, m2, m2, dbias)))
     out += [
         ("column_sums", helpers.column_sums, (m2, v, m2, v)),
