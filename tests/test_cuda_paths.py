@@ -1,11 +1,12 @@
 """Every launch path of kernels.cuda, reached at small shapes by shrinking the launch
 geometry (helpers.geometry): each row-length bucket of the warp-per-row kernels with
-several rows per warp and idle warps, the block-per-row kernels with and without the
-shared-memory row cache, fewer backward warps when their shared partial rows do not fit,
-several partial rows, GroupNorm's per-(sample, channel) sums over several trips and its
-sets split over several blocks, BatchNorm's merge of more partials than a warp has lanes
-and of several channel blocks, float64. Checked against kernels.reference (float64 NumPy)
-and for bitwise determinism. Runs under the simulator or on a GPU (tests/conftest.py)."""
+several rows per warp and idle warps, the block-per-row kernels with the row in registers
+and those of longer rows with and without the shared-memory row cache, fewer backward warps
+when their shared partial rows do not fit, several partial rows, GroupNorm's per-(sample,
+channel) sums over several trips and its sets split over several blocks, BatchNorm's merge
+of more partials than a warp has lanes and of several channel blocks, float64. Checked
+against kernels.reference (float64 NumPy) and for bitwise determinism. Runs under the
+simulator or on a GPU (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -93,12 +94,18 @@ def test_layer_norm_backward_shrinks_its_warps_to_fit_shared_memory():
         layer_norm_round_trip(x, dy, weight, bias, np.float32)
 
 
-@pytest.mark.parametrize("shared_bytes", [47 * 1024, 64])  # row cached / re-read
-def test_layer_norm_block_rows_cached_and_uncached(shared_bytes):
+# Rows longer than a warp's registers: a block per row with the row in registers (64
+# threads hold 256 columns), or (32 threads hold 128) the long-row kernels with the row
+# cached in shared memory or loaded again, where the backward's shared partial row does not
+# fit either; 3 rows on 2 blocks, so one block adds a second row into its partial row.
+@pytest.mark.parametrize("block, shared_bytes", [(64, 47 * 1024), (32, 47 * 1024), (32, 64)])
+def test_layer_norm_block_rows_in_registers_and_long_rows(block, shared_bytes):
     cols = helpers.WARP_ROW_MAX + 21
     assert helpers.row_bucket(cols, np.float32) is None
-    x, dy, weight, bias = data((2, cols), seed=9)
-    with helpers.geometry(block=64, blocks=2, shared_bytes=shared_bytes):
+    in_registers = helpers.row_bucket(cols, np.float32, threads=block) is not None
+    assert in_registers == (block == 64)
+    x, dy, weight, bias = data((3, cols), seed=9)
+    with helpers.geometry(block=block, blocks=2, shared_bytes=shared_bytes):
         layer_norm_round_trip(x, dy, weight, bias, np.float32)
 
 
@@ -108,11 +115,12 @@ def test_layer_norm_without_bias():
     check((y,), reference.layer_norm_forward(x, weight, None, 1e-5)[:1], np.float32, "fwd")
 
 
-@pytest.mark.parametrize("cols, affine", [(helpers.WARP * BUCKETS[-1], True), (40, False),
-                                          (helpers.WARP_ROW_MAX + 5, False)])
-def test_rms_norm_paths(cols, affine):
+@pytest.mark.parametrize("cols, affine, block", [
+    (helpers.WARP * BUCKETS[-1], True, 64), (40, False, 64),
+    (helpers.WARP_ROW_MAX + 5, False, 64), (helpers.WARP_ROW_MAX + 5, True, 32)])
+def test_rms_norm_paths(cols, affine, block):
     x, dy, weight, _ = data((5, cols), seed=11, affine=affine)
-    with helpers.geometry(block=64, blocks=1):
+    with helpers.geometry(block=block, blocks=1):
         y, inv_rms = cuda.rms_norm_forward(*dev(x, weight), 1e-6)
         check((y, inv_rms), reference.rms_norm_forward(x, weight, 1e-6), np.float32, "fwd")
         grads = twice(lambda: cuda.rms_norm_backward(*dev(dy, x), inv_rms, *dev(weight)))
@@ -120,17 +128,18 @@ def test_rms_norm_paths(cols, affine):
     check(grads, expected[:len(grads)], np.float32, "backward")
 
 
-# (shape, num_groups, blocks): sets in a warp bucket with per-channel affine; spatial longer
-# than a warp's UNROLL trip (channel_sums loops) and one set split over several blocks;
-# sets longer than a warp's registers (block per set).
-@pytest.mark.parametrize("shape, num_groups, blocks", [
-    ((3, 4, 5), 2, 1),
-    ((1, 2, helpers.WARP * batch_norm.UNROLL + 3), 1, 4),
-    ((2, 2, helpers.WARP_ROW_MAX // 2 + 7), 1, 2),
+# (shape, num_groups, blocks, block): sets in a warp bucket with per-channel affine; spatial
+# longer than a warp's UNROLL trip (channel_sums loops) and one set split over several
+# blocks; sets longer than a warp's registers (a block per set, in registers or not).
+@pytest.mark.parametrize("shape, num_groups, blocks, block", [
+    ((3, 4, 5), 2, 1, 64),
+    ((1, 2, helpers.WARP * batch_norm.UNROLL + 3), 1, 4, 64),
+    ((2, 2, helpers.WARP_ROW_MAX // 2 + 7), 1, 2, 64),
+    ((2, 2, helpers.WARP_ROW_MAX // 2 + 7), 1, 2, 32),
 ])
-def test_group_norm_paths(shape, num_groups, blocks):
+def test_group_norm_paths(shape, num_groups, blocks, block):
     x, dy, weight, bias = data(shape, seed=12, features=shape[1])
-    with helpers.geometry(block=64, blocks=blocks):
+    with helpers.geometry(block=block, blocks=blocks):
         forward = cuda.group_norm_forward(*dev(x), num_groups, *dev(weight, bias), 1e-5)
         _, mean, inv_std, _ = forward
         grads = twice(lambda: cuda.group_norm_backward(*dev(dy, x), mean, inv_std, num_groups,

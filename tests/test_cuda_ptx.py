@@ -29,6 +29,8 @@ def test_every_kernel_compiles_within_its_resource_budget():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     table = result.stdout
     for kernel in ("forward_warp_rows[2] rms_norm no weight", "backward_warp_rows[8] layer_norm",
+                   "forward_block_rows[4] layer_norm", "backward_block_rows[8] rms_norm",
+                   "forward_long_rows group_norm", "backward_long_rows layer_norm",
                    "column_sums (one)", "group_norm.channel_sums", "batch_norm.merge_moments"):
         assert kernel in table
     assert "OVER BUDGET" not in table

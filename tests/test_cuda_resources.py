@@ -52,6 +52,14 @@ def test_budgets_registers_spills_and_loads():
     assert row.budget == ptx_check.WARP_ROW_BUDGET["sm_90"] and not row.over_budget
     assert ptx_check.Resources("backward_warp_rows[4] rms_norm", "float32", "sm_90", 60, 0, 0,
                                256, 7).over_budget  # wants 2·4 loads
+    # the block-per-row kernels: the general register budget, and their loads checked too
+    block = ptx_check.Resources("backward_block_rows[4] layer_norm", "float32", "sm_90", 100, 0,
+                                0, 1280, 8)
+    assert block.budget == ptx_check.REGISTER_BUDGET and not block.over_budget
+    assert ptx_check.Resources("forward_long_rows[8] rms_norm", "float32", "sm_90", 60, 0, 0,
+                               1280, 4).over_budget  # wants a chunk's 8 loads
+    assert ptx_check.is_row_kernel("forward_long_rows[8] layer_norm")
+    assert not ptx_check.is_row_kernel("batch_norm.input_gradient")
     assert ptx_check.Resources("column_sums", "float32", "sm_80", 129, 0, 0, 0).over_budget
     assert ptx_check.Resources("column_sums", "float32", "sm_80", 40, 4, 0, 0).over_budget
     assert not ptx_check.Resources("column_sums", "float32", "sm_80", 128, 0, 0, 0).over_budget

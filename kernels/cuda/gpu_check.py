@@ -162,12 +162,12 @@ def correctness_cases(tiny: bool) -> list[tuple]:
         ("layer_norm", (70000, 64), "float32", True, 1),  # bucket 2, many grid strides
         ("layer_norm", (20000, 128), "float32", False, 1),  # bucket 4, no affine
         ("layer_norm", (16384, 256), "float32", True, 1),  # bucket 8
-        ("layer_norm", (4096, 1024), "float32", True, 1),  # block rows, cached
-        ("layer_norm", (64, 16384), "float32", True, 1),  # block rows, not cached
+        ("layer_norm", (4096, 1024), "float32", True, 1),  # block rows, bucket 4
+        ("layer_norm", (64, 16384), "float32", True, 1),  # long rows, not cached
         ("layer_norm", (8192, 100), "float64", True, 1),  # float64 bucket 4
-        ("layer_norm", (1024, 1000), "float64", True, 1),  # float64 block rows
+        ("layer_norm", (1024, 1000), "float64", True, 1),  # float64 block rows, bucket 4
         ("rms_norm", (16384, 256), "float32", True, 1),
-        ("rms_norm", (2048, 4096), "float32", False, 1),
+        ("rms_norm", (2048, 4096), "float32", False, 1),  # long rows, cached
         ("group_norm", (8, 64, 4096), "float32", True, 32),  # large sets, split over blocks
         ("group_norm", (16, 2048, 1), "float32", True, 1),  # GroupNorm(1, 2048) on (N, C)
         ("group_norm", (32, 64, 16), "float32", False, 64),  # InstanceNorm, warp sets
@@ -367,10 +367,12 @@ def section_registers(report: Report, args) -> None:
     earlier sections launched)."""
     from kernels.cuda import batch_norm, group_norm, helpers, layer_norm
 
-    kernels = {f"forward_warp_rows[{b}]": layer_norm.forward_warp_kernel(b)
-               for b in helpers.GEOMETRY.row_buckets}
-    kernels.update({f"backward_warp_rows[{b}]": layer_norm.backward_warp_kernel(b)
-                    for b in helpers.GEOMETRY.row_buckets})
+    kernels = {}
+    block = helpers.GEOMETRY.block
+    for b in helpers.GEOMETRY.row_buckets:
+        for layout, threads in (("warp", None), ("block", block)):
+            kernels[f"forward_{layout}_rows[{b}]"] = layer_norm.forward_kernel(b, threads)
+            kernels[f"backward_{layout}_rows[{b}]"] = layer_norm.backward_kernel(b, threads)
     for module in (layer_norm, group_norm, batch_norm, helpers):
         for name in dir(module):
             kernel = getattr(module, name)

@@ -76,10 +76,11 @@ def row_buckets(dtype) -> tuple[int, ...]:
     return tuple(b for b in GEOMETRY.row_buckets if b * words <= ROW_WORDS)
 
 
-def row_bucket(cols: int, dtype) -> int | None:
-    """Smallest per-lane size whose warp holds a row of `cols`, or None (a block per row)."""
+def row_bucket(cols: int, dtype, threads: int = WARP) -> int | None:
+    """Smallest per-lane size at which `threads` (a warp, or a block) hold a row of `cols`
+    in registers, or None (a longer row: a block per row, threads = GEOMETRY.block)."""
     for per_lane in row_buckets(dtype):
-        if cols <= WARP * per_lane:
+        if cols <= threads * per_lane:
             return per_lane
     return None
 

@@ -12,9 +12,10 @@ variants, float32 and float64, for compute capabilities 8.0 and 9.0.
 either: it runs ptxas for the named arch) and reads registers, spill bytes and shared
 memory from the link log. It prints a table and fails when a kernel is over budget:
 REGISTER_BUDGET registers (WARP_ROW_BUDGET for the warp-per-row kernels, whose occupancy
-is what hides their memory latency), and no spills. For the warp-per-row kernels it also
-disassembles the cubin (nvdisasm, from the nvidia-cuda-nvdisasm wheel) and requires a
-lane's row loads to be issued back to back, before any instruction reads one of them
+is what hides their memory latency), and no spills. For the row kernels of a row-length
+bucket (a warp or a block per row, and the chunked long rows) it also disassembles the
+cubin (nvdisasm, from the nvidia-cuda-nvdisasm wheel) and requires a lane's row loads (a
+long row's chunk) to be issued back to back, before any instruction reads one of them
 (sass_loads_in_flight): per_lane loads forward, 2·per_lane backward. The table is cached in
 ptx_resources.json (committed), keyed by the kernel sources and the compiler versions: a
 rerun with unchanged kernels is instant, a changed kernel recompiles everything (minutes on
@@ -75,26 +76,30 @@ def kernel_signatures(dtype) -> list[tuple[str, object, tuple]]:
     out = []
     # GroupNorm's forward (a per-channel affine, with and without it) also writes var
     group_kinds = (("group_norm", v, v), ("group_norm no affine", NONE, NONE))
-    for per_lane in helpers.row_buckets(str(dtype)):
-        kernel = layer_norm.forward_warp_kernel(per_lane)
-        for kind, weight, bias, mean in forward_kinds:
-            out.append((f"forward_warp_rows[{per_lane}] {kind}", kernel,
-                        (m2, weight, bias, F64, NONE, i64, m2, mean, v, NONE)))
-        for kind, weight, bias in group_kinds:
-            out.append((f"forward_warp_rows[{per_lane}] {kind}", kernel,
-                        (m2, weight, bias, F64, i64, i64, m2, v, v, v)))
-        kernel = layer_norm.backward_warp_kernel(per_lane)
-        for kind, weight, mean, dbias in backward_kinds:
-            out.append((f"backward_warp_rows[{per_lane}] {kind}", kernel,
-                        (m2, m2, mean, v, weight, m2, m2, dbias)))
+    # the row kernels of every bucket, a warp or a block per row (same arguments; the block
+    # kernels for the launch block size), and the block-per-row kernels of longer rows
+    buckets, block = helpers.row_buckets(str(dtype)), helpers.GEOMETRY.block
+    for per_lane in buckets:
+        for layout, threads in (("warp", None), ("block", block)):
+            kernel = layer_norm.forward_kernel(per_lane, threads)
+            for kind, weight, bias, mean in forward_kinds:
+                out.append((f"forward_{layout}_rows[{per_lane}] {kind}", kernel,
+                            (m2, weight, bias, F64, NONE, i64, m2, mean, v, NONE)))
+            for kind, weight, bias in group_kinds:
+                out.append((f"forward_{layout}_rows[{per_lane}] {kind}", kernel,
+                            (m2, weight, bias, F64, i64, i64, m2, v, v, v)))
+            kernel = layer_norm.backward_kernel(per_lane, threads)
+            for kind, weight, mean, dbias in backward_kinds:
+                out.append((f"backward_{layout}_rows[{per_lane}] {kind}", kernel,
+                            (m2, m2, mean, v, weight, m2, m2, dbias)))
     for kind, weight, bias, mean in forward_kinds:
-        out.append((f"forward_block_rows {kind}", layer_norm.forward_block_rows,
+        out.append((f"forward_long_rows {kind}", layer_norm.forward_long_rows,
                     (m2, weight, bias, F64, i64, i64, flag, m2, mean, v, NONE)))
     for kind, weight, bias in group_kinds:
-        out.append((f"forward_block_rows {kind}", layer_norm.forward_block_rows,
+        out.append((f"forward_long_rows {kind}", layer_norm.forward_long_rows,
                     (m2, weight, bias, F64, i64, i64, flag, m2, v, v, v)))
     for kind, weight, mean, dbias in backward_kinds:
-        out.append((f"backward_block_rows {kind}", layer_norm.backward_block_rows,
+        out.append((f"backward_long_rows {kind}", layer_norm.backward_long_rows,
                     (m2, m2, mean, v, weight, m2, m2, dbias)))
     out += [
         ("column_sums", helpers.column_sums, (m2, v, m2, v)),
@@ -128,6 +133,15 @@ def is_warp_row_kernel(name: str) -> bool:
     return "_warp_rows[" in name
 
 
+_ROW_KERNEL = re.compile(r"_rows\[(\d+)\]")
+
+
+def is_row_kernel(name: str) -> bool:
+    """The row kernels of a row-length bucket (a warp or a block per row, or chunked long
+    rows), whose row loads must be in flight together."""
+    return _ROW_KERNEL.search(name) is not None
+
+
 @dataclasses.dataclass
 class Resources:
     name: str
@@ -137,7 +151,7 @@ class Resources:
     spill_stores: int
     spill_loads: int
     shared_bytes: int  # static shared memory; the row kernels add dynamic shared at launch
-    loads_in_flight: int | None = None  # warp-row kernels: see sass_loads_in_flight
+    loads_in_flight: int | None = None  # row kernels: see sass_loads_in_flight
 
     @property
     def budget(self) -> int:
@@ -145,9 +159,9 @@ class Resources:
 
     @property
     def loads_wanted(self) -> int:
-        """Global loads a warp-row kernel must have in flight together: a lane's row
-        elements (forward: x; backward: x and dy), 0 for the other kernels."""
-        match = re.search(r"_warp_rows\[(\d+)\]", self.name)
+        """Global loads a row kernel must have in flight together: a lane's row elements
+        (a long row's chunk) (forward: x; backward: x and dy), 0 for the other kernels."""
+        match = _ROW_KERNEL.search(self.name)
         if match is None:
             return 0
         return int(match.group(1)) * (2 if self.name.startswith("backward") else 1)
@@ -260,7 +274,7 @@ def compile_one(dtype_name: str, cc: tuple[int, int], index: int, resources: boo
             return None, None
         log, cubin = link(ptx, arch)
         loads = None
-        if is_warp_row_kernel(name):
+        if is_row_kernel(name):
             sass = disassemble(cubin)
             loads = None if sass is None else sass_loads_in_flight(sass)
         return None, Resources(name, dtype_name, arch, *parse_link_log(log, ptx), loads)
@@ -382,9 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(failure, file=sys.stderr)
     over = [row for row in rows if row.over_budget]
-    if args.resources and any(is_warp_row_kernel(r.name) and r.loads_in_flight is None
+    if args.resources and any(is_row_kernel(r.name) and r.loads_in_flight is None
                               for r in rows):
-        print("nvdisasm not found: the warp-path loads were not checked; "
+        print("nvdisasm not found: the row kernels' loads were not checked; "
               "pip install nvidia-cuda-nvdisasm", file=sys.stderr)
     if args.resources:
         print(table(rows))
