@@ -120,15 +120,21 @@ def test_grad_never_aliases_the_gradient_the_user_passed():
     assert a.grad.data.reshape(-1).tolist() == list(np.arange(6.0))
 
 
-def test_a_pooled_kernel_output_is_copied_into_grad():
+def test_a_pooled_kernel_output_leaves_the_pool_for_grad(monkeypatch):
     """LayerNorm's dx of a large input comes from kernels/cpu/buffers.py's pool, which hands
-    the same memory to the next backward: the leaf's .grad must keep its own values."""
+    its buffers to later calls: the leaf takes dx out of the pool (no copy), and its .grad
+    keeps its own values through the next backward."""
+    from kernels.cpu import buffers
     from tinygrad_norm import nn
 
     rng = np.random.default_rng(0)
     layer = nn.LayerNorm(512)
     x = tn.Tensor(rng.standard_normal((1024, 512)).astype(np.float32), requires_grad=True)
+    claims = []
+    claim = buffers.claim
+    monkeypatch.setattr(buffers, "claim", lambda a: claims.append(claim(a)) or claims[-1])
     layer(x).backward(rng.standard_normal((1024, 512)).astype(np.float32))
+    assert claims == [True]  # dx (a reshape of a pooled buffer) left the pool, not copied
     first = x.grad
     kept = first.data.copy()
     x.grad = None
@@ -158,3 +164,23 @@ def test_a_read_only_grad_set_by_the_user_is_replaced_not_written():
     a.grad = tn.Tensor(frozen)
     (a * 3).sum().backward()
     assert a.grad.data.tolist() == [3.0, 3.0, 3.0] and frozen.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_fresh_gradient_becomes_grad_without_a_copy():
+    """As PyTorch steals a gradient nobody else holds: the array backward made is .grad."""
+    made = []
+
+    class Twice(tn.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            out = grad * 2
+            made.append(id(out))
+            return out
+
+    a = tn.Tensor(np.ones(3), requires_grad=True)
+    Twice.apply(a).sum().backward()
+    assert id(a.grad.data) == made[0] and a.grad.data.tolist() == [2.0, 2.0, 2.0]

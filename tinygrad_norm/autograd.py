@@ -285,10 +285,42 @@ def _references(array) -> int:
 
 
 def _unshared_references() -> int:
-    """What `_references(grad)` says in `_accumulate` of an array nobody else holds (measured,
-    not assumed: how many references the call adds differs between Python versions)."""
-    grad = np.empty(1)
-    return _references(grad)
+    """What `_references(array)` says, called from `_unheld(array, ...)`, of an array that one
+    name of the caller holds (measured, not assumed: how many references a call adds differs
+    between Python versions)."""
+    def unheld(array) -> int:
+        return _references(array)
+
+    array = np.empty(1)
+    return unheld(array)
+
+
+def _unheld(array, references: int) -> bool:
+    """Whether nothing but the `references` we know of holds `array`; when the kernels' output
+    pool (kernels/cpu/buffers.py) holds it too, the pool gives it up."""
+    count = _references(array)
+    if count <= references:
+        return True
+    if count == references + 1 and array.nbytes >= (1 << 20):  # the pool's own reference
+        from kernels.cpu import buffers
+
+        return buffers.claim(array)
+    return False
+
+
+def _can_take(grad) -> bool:
+    """Whether `grad` may become a leaf's .grad without a copy: a writeable C-contiguous NumPy
+    array that only the backward walk holds, or a view of all of such an array (a reshape)."""
+    if type(grad) is not np.ndarray or not (grad.flags.writeable and grad.flags.c_contiguous):
+        return False
+    # references besides _UNSHARED's: the names in run_backward and _accumulate
+    if not _unheld(grad, _UNSHARED + 2):
+        return False
+    base = grad.base
+    if base is None:
+        return True
+    return (type(base) is np.ndarray and base.base is None and base.nbytes == grad.nbytes
+            and _unheld(base, _UNSHARED + 1))  # besides _UNSHARED's: the view's own
 
 
 def _accumulate(leaf, grad) -> None:
@@ -296,8 +328,8 @@ def _accumulate(leaf, grad) -> None:
 
     The first gradient is taken as it is when nothing else references it (a fresh result of
     a backward, as PyTorch steals a gradient whose use count is 1); a gradient the graph
-    still holds (the same array sent to two inputs, a saved or pooled buffer, a view) is
-    copied, so a leaf's .grad never aliases a buffer the graph reuses. Later gradients are
+    still holds (the same array sent to two inputs, a saved buffer, a view of another array)
+    is copied, so a leaf's .grad never aliases a buffer the graph reuses. Later gradients are
     added in place, as PyTorch does outside create_graph; a .grad the user replaced by one
     that cannot take an in-place sum (read-only, another dtype or shape) is replaced instead.
     """
@@ -305,9 +337,8 @@ def _accumulate(leaf, grad) -> None:
         grad = grad.astype(leaf.dtype)
     current = leaf.grad
     if current is None:
-        owned = (type(grad) is np.ndarray and grad.base is None and grad.flags.writeable
-                 and grad.flags.c_contiguous and _references(grad) <= _UNSHARED + 1)
-        leaf.grad = _tensor_type()._wrap(grad if owned else grad.copy(), device=leaf.device)
+        taken = grad if _can_take(grad) else grad.copy()
+        leaf.grad = _tensor_type()._wrap(taken, device=leaf.device)
         return
     data = current.data
     if (data.shape == grad.shape and data.dtype == grad.dtype and type(data) is type(grad)

@@ -87,3 +87,18 @@ def empty_like(x: np.ndarray) -> np.ndarray:
             buffers.append(buffer)
             _pool_bytes += buffer.nbytes
         return buffer
+
+
+def claim(array: np.ndarray) -> bool:
+    """Take `array` out of the pool for good if it is pooled (True), so that a caller may keep
+    it, e.g. as a leaf's .grad, instead of copying it: the pool then never hands it out again.
+    """
+    global _pool_bytes
+    with _lock:
+        buffers = _pool.get((array.shape, array.dtype.str), [])
+        for index in range(len(buffers)):
+            if buffers[index] is array:
+                del buffers[index]
+                _pool_bytes -= array.nbytes
+                return True
+    return False
