@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from kernels.validation import int_pair, is_int
+
 
 class Geometry(NamedTuple):
     """Validated (height, width) pairs of one pooling call; out is the output plane."""
@@ -26,21 +28,6 @@ class Geometry(NamedTuple):
     padding: tuple[int, int]
     dilation: tuple[int, int]
     out: tuple[int, int]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
-    """An int or a 2-sequence of ints, each >= minimum, as (height, width) ints."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(_is_int(v) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        what = "positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -53,7 +40,7 @@ def check_divisor_override(divisor_override: object) -> int:
     """divisor_override as an int, 0 meaning None (PyTorch refuses only 0; negative is fine)."""
     if divisor_override is None:
         return 0
-    if not _is_int(divisor_override):
+    if not is_int(divisor_override):
         raise TypeError(f"divisor_override must be None or an int, got "
                         f"{type(divisor_override).__name__}")
     if divisor_override == 0:
@@ -65,7 +52,7 @@ def check_input_size(input_size: object) -> tuple[int, int]:
     """(H, W) of the input plane that a backward kernel writes."""
     if not isinstance(input_size, (tuple, list)):
         raise TypeError(f"input_size must be a pair of ints (H, W), got {input_size!r}")
-    return check_pair("input_size", input_size, 1)
+    return int_pair("input_size", input_size, 1)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -81,10 +68,10 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 def geometry(plane: tuple, kernel_size: object, stride: object, padding: object,
              dilation: object, ceil_mode: object) -> Geometry:
     """Checks the pooling arguments for an input plane (H, W); stride None means kernel_size."""
-    kernel = check_pair("kernel_size", kernel_size, 1)
-    stride = kernel if stride is None else check_pair("stride", stride, 1)
-    pad = check_pair("padding", padding, 0)
-    dilation = check_pair("dilation", dilation, 1)
+    kernel = int_pair("kernel_size", kernel_size, 1)
+    stride = kernel if stride is None else int_pair("stride", stride, 1)
+    pad = int_pair("padding", padding, 0)
+    dilation = int_pair("dilation", dilation, 1)
     ceil_mode = check_flag("ceil_mode", ceil_mode)
     if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
         raise ValueError(f"padding must be at most half of kernel_size, got padding={pad} "

@@ -151,14 +151,14 @@ def check_num_groups(num_groups: object, channels: int) -> int:
     return int(num_groups)
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
+def int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as a pair of Python ints."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(_is_int(v) for v in pair):
+    if len(pair) != 2 or not all(is_int(v) for v in pair):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -181,15 +181,15 @@ def check_conv_geometry(x_shape: tuple, weight_shape: tuple, stride: object, pad
     """stride and dilation: an int or a pair of positive ints; padding: an int, a pair
     (symmetric) or ((top, bottom), (left, right)) of non-negative ints; groups: a positive int
     dividing the output channels, with C == weight.shape[1]·groups; the output at least 1x1."""
-    stride = _int_pair("stride", stride, 1)
-    dilation = _int_pair("dilation", dilation, 1)
+    stride = int_pair("stride", stride, 1)
+    dilation = int_pair("dilation", dilation, 1)
     if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
         if len(padding) != 2:
             raise TypeError(f"padding must be ((top, bottom), (left, right)), got {padding!r}")
-        pads = tuple(_int_pair("padding", p, 0) for p in padding)
+        pads = tuple(int_pair("padding", p, 0) for p in padding)
     else:
-        pads = tuple((p, p) for p in _int_pair("padding", padding, 0))
-    if not _is_int(groups):
+        pads = tuple((p, p) for p in int_pair("padding", padding, 0))
+    if not is_int(groups):
         raise TypeError(f"groups must be an int, got {type(groups).__name__}")
     out_channels, group_channels, kh, kw = weight_shape
     if groups <= 0 or out_channels % groups:
