@@ -191,7 +191,7 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         # one pass over the arguments: this runs for every op, so its cost is the framework's
-        # per-op overhead (python -m tinygrad_norm.overhead measures it)
+        # per-op overhead (`tinygrad-norm bench --train` measures it)
         tensor_type = _tensor_type()
         arrays, tensors, needs_input_grad = [], [], []
         device = None
@@ -301,7 +301,7 @@ def _unheld(array, references: int) -> bool:
     count = _references(array)
     if count <= references:
         return True
-    if count == references + 1 and array.nbytes >= (1 << 20):  # the pool's own reference
+    if count == references + 1:  # perhaps the pool's own reference
         from kernels.cpu import buffers
 
         return buffers.claim(array)
