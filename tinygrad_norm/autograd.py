@@ -210,7 +210,7 @@ class Function:
         needs_grad = True in needs_input_grad and is_grad_enabled()
         ctx = Context(cls, args if needs_grad else ())
         ctx.needs_input_grad = tuple(needs_input_grad)
-        ctx.device = device = device or "cpu"
+        ctx.device = device or "cpu"  # forward may change it (ToDevice)
         out = cls.forward(ctx, *arrays, **kwargs)
         result = tensor_type._wrap(out, device=ctx.device)
         if getattr(out, "base", None) is not None or any(out is t for t in arrays):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -121,7 +120,7 @@ def _worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
 def _run_worker(framework: str, model: str, warmup: int, seconds: float) -> float:
     command = [sys.executable, "-m", "tinygrad_norm.train_bench", "--worker", framework,
                "--model", model, "--warmup", str(warmup), "--seconds", str(seconds)]
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+    done = subprocess.run(command, capture_output=True, text=True)  # this environment, unchanged
     if done.returncode != 0:
         raise RuntimeError(f"{framework} {model} worker failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["median_s"]
