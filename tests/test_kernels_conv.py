@@ -74,6 +74,34 @@ def test_kernels_match_reference_and_torch(dtype, stride, padding, dilation, gro
                                    err_msg=f"reference {name} vs torch")
 
 
+# Stride 1 with an output as wide as the input takes the kernels' flat-run path (one shifted
+# run per tap and sample, wrapped columns zeroed): same padding, asymmetric, dilated, a
+# one-wide plane, and a parallel size
+@pytest.mark.parametrize("shape, kernel, padding, dilation", [
+    ((2, 3, 6, 5), (3, 3), 1, 1),
+    ((2, 3, 6, 5), (3, 3), ((0, 2), (2, 0)), 1),
+    ((2, 3, 7, 9), (3, 3), ((2, 1), (0, 4)), (1, 2)),
+    ((3, 2, 5, 1), (2, 3), ((1, 0), (1, 1)), 1),
+    ((4, 8, 19, 23), (3, 5), ((1, 1), (2, 2)), 1),  # > 65536 elements of cols: in parallel
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_width_matches_reference_and_torch(shape, kernel, padding, dilation, dtype):
+    x, weight, bias = _problem(dtype, shape, 4, kernel)
+    args = (1, padding, dilation, 1)
+    y, cols = cpu.conv2d_forward(x, weight, bias, *args)
+    assert y.shape[3] == shape[3]
+    dy = np.random.default_rng(3).standard_normal(y.shape).astype(dtype)
+    got = (y, *cpu.conv2d_backward(dy, x, weight, *args, (True, True, True), cols))
+    y_spec, cols_spec = reference.conv2d_forward(x, weight, bias, *args)
+    np.testing.assert_array_equal(cols, cols_spec.astype(dtype))
+    want = (y_spec, *reference.conv2d_backward(dy, x, weight, *args))
+    theirs = _torch_conv(*(a.astype(np.float64) for a in (x, weight, bias)), *args,
+                         dy.astype(np.float64))
+    for name, ours, spec, torch_value in zip(("y", "dx", "dweight", "dbias"), got, want, theirs):
+        _assert_close(ours, spec, dtype, name)
+        np.testing.assert_allclose(spec, torch_value, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("shape, out_channels, kernel", [
     ((1, 1, 1, 1), 1, (1, 1)),
     ((1, 1, 7, 11), 5, (7, 1)),

@@ -53,20 +53,22 @@ def _c_strides(shape: tuple, itemsize: int) -> tuple:
     return tuple(reversed(strides))
 
 
-def _is_as_allocated(buffer: np.ndarray, like: np.ndarray) -> bool:
-    """Whether `buffer` still has the metadata np.empty(like.shape, like.dtype) gave it."""
+def _is_as_allocated(buffer: np.ndarray, shape: tuple, dtype: np.dtype) -> bool:
+    """Whether `buffer` still has the metadata np.empty(shape, dtype) gave it."""
     flags = buffer.flags
-    return (buffer.shape == like.shape and buffer.dtype == like.dtype
-            and buffer.strides == _c_strides(like.shape, like.itemsize)
+    return (buffer.shape == shape and buffer.dtype == dtype
+            and buffer.strides == _c_strides(shape, dtype.itemsize)
             and flags.writeable and flags.aligned and flags.owndata)
 
 
-def empty_like(x: np.ndarray) -> np.ndarray:
-    """An uninitialised C-contiguous array of x's shape and dtype, reused when possible."""
+def empty(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array of this shape and dtype, reused when possible."""
     global _pool_bytes
-    if x.nbytes < MIN_BYTES:
-        return np.empty(x.shape, x.dtype)
-    key = (x.shape, x.dtype.str)
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes < MIN_BYTES:
+        return np.empty(shape, dtype)
+    key = (shape, dtype.str)
     with _lock:
         buffers = _pool.setdefault(key, [])
         changed = -1
@@ -75,18 +77,23 @@ def empty_like(x: np.ndarray) -> np.ndarray:
             changed += 1
             if sys.getrefcount(buffer) != _FREE or weakref.getweakrefcount(buffer):
                 continue
-            if _is_as_allocated(buffer, x):
+            if _is_as_allocated(buffer, shape, dtype):
                 return buffer
             del buffer
             # dropped from the pool: the list must not change while it is looped over
             del buffers[changed]
-            _pool_bytes -= x.nbytes
+            _pool_bytes -= nbytes
             break
-        buffer = np.empty(x.shape, x.dtype)
+        buffer = np.empty(shape, dtype)
         if _pool_bytes + buffer.nbytes <= MAX_POOL_BYTES:
             buffers.append(buffer)
             _pool_bytes += buffer.nbytes
         return buffer
+
+
+def empty_like(x: np.ndarray) -> np.ndarray:
+    """An uninitialised C-contiguous array of x's shape and dtype, reused when possible."""
+    return empty(x.shape, x.dtype)
 
 
 def claim(array: np.ndarray) -> bool:

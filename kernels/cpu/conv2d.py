@@ -9,16 +9,29 @@ of cols, L = N·Ho·Wo columns, group g owning rows [g·K/G, (g+1)·K/G) and out
               dweight = g @ cols.T (forward's cols, or im2col again)
               dx = col2im(w.T @ g)
 
-The products are NumPy matmuls in x's dtype (float32 stays float32, as PyTorch's). The Numba
-loops split over output channels (transposes) or input channels (col2im), so no two threads
-write one element. `output_mask` skips what is not wanted: without dx neither w.T @ g nor
-col2im runs (a first layer's input needs no gradient).
+The products are NumPy matmuls in x's dtype (float32 stays float32, as PyTorch's), written
+into pooled buffers (kernels/cpu/buffers.py: a fresh 14 MB cols faults in its pages on every
+call, which cost as much as filling it). The Numba loops split over output channels
+(transposes) or input channels (im2col, col2im), so no two threads write one element.
+`output_mask` skips what is not wanted: without dx neither w.T @ g nor col2im runs (a first
+layer's input needs no gradient).
 
-Tried and measured (2 cores, shared and busy machine, so ratios only): a Numba im2col loop,
-per sample or per row of cols, was 1.5-3x slower than NumPy's copy of the strided windows
-view, which is kept; one batched matmul per sample ((O, K) @ (N, K, Ho·Wo), NCHW out with no
-transpose) 1.4x slower than one GEMM at 32->64 channels; a direct convolution loop for one
-input channel 10x slower than im2col + GEMM; np.dot inside a prange makes OpenBLAS print
+im2col and col2im move rows of Wo elements (14 at MNIST's second layer), so what a row costs
+besides its elements decides their speed. The inner loops index views with the loop counter
+from 0: with any other index Numba's negative-index wrap-around stays in the loop and LLVM
+does not vectorise it (measured 4x slower). With stride 1 and Wo == W ("same" padding, the
+usual case) a tap's valid output rows read one contiguous run of the input plane, shifted:
+one run per tap and sample is copied (im2col) or added (col2im), and the few wrapped
+elements at the row ends are zeroed.
+
+Tried and measured (2 cores, shared and busy machine, so ratios only): NumPy's copy of the
+strided windows view as im2col (the previous version: 2-3x slower than these loops); one
+batched matmul per sample ((O, K) @ (N, K, Ho·Wo), NCHW out with no transpose) 1.4x slower
+than one GEMM at 32->64 channels; a direct convolution loop for one input channel 10x slower
+than im2col + GEMM; padding the input first so that the loops need no bounds (no faster once
+the pad is paid); computing outputs on the padded grid so that im2col is one run per plane
+(5-10 % faster than the NumPy version, less than the flat runs, for Wp/Wo = 16/14 more GEMM
+work at 14x14, and garbage columns to keep out of dweight); np.dot inside a prange makes OpenBLAS print
 "Detect OpenMP Loop and this application may hang" (its threads nest inside Numba's), so
 every product is called from Python, between the parallel loops.
 """
@@ -27,8 +40,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from kernels.cpu import buffers
 from kernels.cpu.stats import chunk_bounds, jit, parallel_jit, use_parallel
 from kernels.validation import HOST as check
 from kernels.validation import check_conv_geometry, check_output_mask
@@ -44,37 +57,103 @@ def _valid_range(size_out, stride, offset, size_in):
 
 
 @jit
-def _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo, dx, start, stop):
-    """The adjoint of _im2col_rows, for input channels [start, stop): dx[n, c] is the sum of
-    what channel c's kh·kw rows of cols read from it."""
-    height, width = dx.shape[2], dx.shape[3]
+def _im2col_channels(x, kh, kw, sh, sw, dh, dw, top, left, cols, start, stop):
+    """cols[c·kh·kw + i·kw + j, n, oy, ox] = x[n, c, oy·sh + i·dh - top, ox·sw + j·dw - left]
+    (0 in the padding) for input channels [start, stop); cols is (K, N, Ho, Wo)."""
+    height, width = x.shape[2], x.shape[3]
+    ho, wo = cols.shape[2], cols.shape[3]
+    flat = sw == 1 and wo == width  # same padding, stride 1: one run per tap and sample
     for c in range(start, stop):
-        dx[:, c] = 0
         for tap in range(kh * kw):
             i, j = tap // kw, tap % kw
             offset = j * dw - left
             lo, hi = _valid_range(wo, sw, offset, width)
-            source = cols[c * kh * kw + tap]
-            k = 0
-            for n in range(dx.shape[0]):
-                for oy in range(ho):
-                    iy = oy * sh + i * dh - top
-                    if 0 <= iy < height:
-                        target = dx[n, c, iy]
-                        if sw == 1:
-                            for ox in range(lo, hi):
-                                target[ox + offset] += source[k + ox]
-                        else:
-                            for ox in range(lo, hi):
-                                target[ox * sw + offset] += source[k + ox]
-                    k += wo
+            row_lo, row_hi = _valid_range(ho, sh, i * dh - top, height)
+            for n in range(x.shape[0]):
+                plane = cols[c * kh * kw + tap, n]
+                plane[:row_lo] = 0
+                plane[row_hi:] = 0
+                if flat:
+                    out, source = plane.reshape(-1), x[n, c].reshape(-1)
+                    first, last = row_lo * width + lo, row_hi * width - (wo - hi)
+                    shift = (i * dh - top) * width + offset
+                    run, valid = out[first:last], source[first + shift:last + shift]
+                    for q in range(last - first):  # index from 0 on views: vectorised
+                        run[q] = valid[q]
+                for oy in range(row_lo, row_hi):
+                    out = plane[oy]
+                    for ox in range(lo):
+                        out[ox] = 0
+                    for ox in range(hi, wo):
+                        out[ox] = 0
+                    if flat:
+                        continue
+                    row = x[n, c, oy * sh + i * dh - top]
+                    if sw == 1:
+                        valid, run = row[lo + offset:hi + offset], out[lo:hi]
+                        for q in range(hi - lo):
+                            run[q] = valid[q]
+                    else:
+                        for ox in range(lo, hi):
+                            out[ox] = row[ox * sw + offset]
 
 
 @parallel_jit
-def _col2im_parallel(cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo, dx, num_chunks):
+def _im2col_parallel(x, kh, kw, sh, sw, dh, dw, top, left, cols, num_chunks):
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(x.shape[1], num_chunks, chunk)
+        _im2col_channels(x, kh, kw, sh, sw, dh, dw, top, left, cols, start, stop)
+
+
+@jit
+def _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, dx, start, stop):
+    """The adjoint of _im2col_channels, for input channels [start, stop): dx[n, c] is the sum
+    of what channel c's kh·kw rows of cols (K, N, Ho, Wo) read from it. In the flat case the
+    entries of cols that read padding are zeroed first (cols is scratch), so that one run
+    adds them as zeros."""
+    height, width = dx.shape[2], dx.shape[3]
+    ho, wo = cols.shape[2], cols.shape[3]
+    flat = sw == 1 and wo == width
+    for c in range(start, stop):
+        for n in range(dx.shape[0]):
+            plane = dx[n, c]
+            plane[:] = 0
+            for tap in range(kh * kw):
+                i, j = tap // kw, tap % kw
+                offset = j * dw - left
+                lo, hi = _valid_range(wo, sw, offset, width)
+                row_lo, row_hi = _valid_range(ho, sh, i * dh - top, height)
+                source = cols[c * kh * kw + tap, n]
+                if flat:
+                    for oy in range(row_lo, row_hi):
+                        values = source[oy]
+                        for ox in range(lo):
+                            values[ox] = 0
+                        for ox in range(hi, wo):
+                            values[ox] = 0
+                    first, last = row_lo * width + lo, row_hi * width - (wo - hi)
+                    shift = (i * dh - top) * width + offset
+                    run = plane.reshape(-1)[first + shift:last + shift]
+                    valid = source.reshape(-1)[first:last]
+                    for q in range(last - first):
+                        run[q] += valid[q]
+                    continue
+                for oy in range(row_lo, row_hi):
+                    row, values = plane[oy * sh + i * dh - top], source[oy]
+                    if sw == 1:
+                        run, valid = row[lo + offset:hi + offset], values[lo:hi]
+                        for q in range(hi - lo):
+                            run[q] += valid[q]
+                    else:
+                        for ox in range(lo, hi):
+                            row[ox * sw + offset] += values[ox]
+
+
+@parallel_jit
+def _col2im_parallel(cols, kh, kw, sh, sw, dh, dw, top, left, dx, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(dx.shape[1], num_chunks, chunk)
-        _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo, dx, start, stop)
+        _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, dx, start, stop)
 
 
 @jit
@@ -83,8 +162,9 @@ def _to_nchw_samples(t, bias, y, start, stop):
     for n in range(start, stop):
         for o in range(t.shape[0]):
             shift = t.dtype.type(0) if bias is None else bias[o]
-            for s in range(t.shape[2]):
-                y[n, o, s] = t[o, n, s] + shift
+            source, target = t[o, n], y[n, o]
+            for s in range(source.size):
+                target[s] = source[s] + shift
 
 
 @parallel_jit
@@ -101,9 +181,10 @@ def _to_channels_first(dy, g, row_sums, start, stop):
     for o in range(start, stop):
         total = 0.0
         for n in range(dy.shape[0]):
-            for s in range(dy.shape[2]):
-                value = dy[n, o, s]
-                g[o, n, s] = value
+            source, target = dy[n, o], g[o, n]
+            for s in range(source.size):
+                value = source[s]
+                target[s] = value
                 total += value
         if row_sums is not None:
             row_sums[o] = total
@@ -121,36 +202,34 @@ def _chunks(size: int, items: int) -> int:
     return min(numba.get_num_threads(), items) if use_parallel(size) else 1
 
 
-def windows(padded: np.ndarray, kernel: tuple, stride: tuple, dilation: tuple,
-            out_size: tuple) -> np.ndarray:
-    """A read-only (N, C, kh, kw, Ho, Wo) view of the windows of a padded input:
-    view[n, c, i, j, y, x] = padded[n, c, y·sh + i·dh, x·sw + j·dw]."""
-    sn, sc, sh, sw = padded.strides
-    shape = padded.shape[:2] + tuple(kernel) + tuple(out_size)
-    strides = (sn, sc, sh * dilation[0], sw * dilation[1], sh * stride[0], sw * stride[1])
-    return as_strided(padded, shape, strides, writeable=False)
+def _loop_arguments(weight_shape: tuple, geometry) -> tuple:
+    """kh, kw, sh, sw, dh, dw, top, left: the scalars of the im2col/col2im loops."""
+    ((top, _), (left, _)) = geometry.padding
+    return (*weight_shape[2:], *geometry.stride, *geometry.dilation, top, left)
 
 
 def _im2col(x: np.ndarray, weight_shape: tuple, geometry) -> np.ndarray:
-    """cols (K, L) as one NumPy copy of the windows view (measured faster than a Numba loop:
-    the copy streams through cols in order)."""
-    padded = np.pad(x, ((0, 0), (0, 0)) + geometry.padding) if np.any(geometry.padding) else x
-    view = windows(padded, weight_shape[2:], geometry.stride, geometry.dilation,
-                   geometry.out_size).transpose(1, 2, 3, 0, 4, 5)  # (C, kh, kw, N, Ho, Wo)
-    cols = np.empty(view.shape, x.dtype)
-    np.copyto(cols, view)
-    return cols.reshape(x.shape[1] * weight_shape[2] * weight_shape[3], -1)
+    """cols (K, L), written row by row from the unpadded input."""
+    k = x.shape[1] * weight_shape[2] * weight_shape[3]
+    cols = buffers.empty((k, x.shape[0]) + geometry.out_size, x.dtype)
+    loop = _loop_arguments(weight_shape, geometry)
+    num_chunks = _chunks(cols.size, x.shape[1])
+    if num_chunks > 1:
+        _im2col_parallel(x, *loop, cols, num_chunks)
+    else:
+        _im2col_channels(x, *loop, cols, 0, x.shape[1])
+    return cols.reshape(k, -1)
 
 
 def _col2im(cols: np.ndarray, x_shape: tuple, weight_shape: tuple, geometry) -> np.ndarray:
-    (sh, sw), (dh, dw), (ho, wo) = geometry.stride, geometry.dilation, geometry.out_size
-    ((top, _), (left, _)), (kh, kw) = geometry.padding, weight_shape[2:]
-    dx = np.empty(x_shape, cols.dtype)
+    dx = buffers.empty(x_shape, cols.dtype)
+    cols = cols.reshape((cols.shape[0], x_shape[0]) + geometry.out_size)
+    loop = _loop_arguments(weight_shape, geometry)
     num_chunks = _chunks(cols.size, x_shape[1])
     if num_chunks > 1:
-        _col2im_parallel(cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo, dx, num_chunks)
+        _col2im_parallel(cols, *loop, dx, num_chunks)
     else:
-        _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo, dx, 0, x_shape[1])
+        _col2im_channels(cols, *loop, dx, 0, x_shape[1])
     return dx
 
 
@@ -178,8 +257,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
     check.vector("bias", bias, out_channels, x.dtype, "one per output channel")
     n, plane = x.shape[0], geometry.out_size[0] * geometry.out_size[1]
     cols = _im2col(x, weight.shape, geometry)
-    t = np.matmul(_grouped_weight(weight, groups), cols.reshape(groups, -1, n * plane))
-    y = np.empty((n, out_channels, plane), x.dtype)
+    t = buffers.empty((groups, out_channels // groups, n * plane), x.dtype)
+    np.matmul(_grouped_weight(weight, groups), cols.reshape(groups, -1, n * plane), out=t)
+    y = buffers.empty((n, out_channels, plane), x.dtype)
     num_chunks = _chunks(y.size, n)
     t = t.reshape(out_channels, n, plane)
     if num_chunks > 1:
@@ -202,11 +282,12 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
     check.shape("dy", dy, (x.shape[0], out_channels) + geometry.out_size,
                 "the shape of the forward output")
     n, plane = x.shape[0], geometry.out_size[0] * geometry.out_size[1]
+    cols_rows = x.shape[1] * weight.shape[2] * weight.shape[3]
     if columns is not None:
         check.array("columns", columns, 2, x.dtype)
-        check.shape("columns", columns, (x.shape[1] * weight.shape[2] * weight.shape[3], n * plane),
+        check.shape("columns", columns, (cols_rows, n * plane),
                     "forward's im2col of x: (C·kh·kw, N·Ho·Wo)")
-    g = np.empty((out_channels, n, plane), x.dtype)
+    g = buffers.empty((out_channels, n, plane), x.dtype)
     row_sums = np.empty(out_channels) if want_dbias else None
     dy3 = dy.reshape(n, out_channels, plane)
     num_chunks = _chunks(g.size, out_channels)
@@ -221,7 +302,8 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
         cols = cols.reshape(groups, -1, n * plane)
         dweight = np.matmul(g, cols.transpose(0, 2, 1)).reshape(weight.shape)
     if want_dx:
-        dcols = np.matmul(_grouped_weight(weight, groups).transpose(0, 2, 1), g)
+        dcols = buffers.empty((groups, cols_rows // groups, n * plane), x.dtype)
+        np.matmul(_grouped_weight(weight, groups).transpose(0, 2, 1), g, out=dcols)
         dx = _col2im(dcols.reshape(-1, n * plane), x.shape, weight.shape, geometry)
     dbias = row_sums.astype(x.dtype) if want_dbias else None
     return dx, dweight, dbias
