@@ -23,11 +23,16 @@ import numpy as np
 
 from .device import as_array
 
-_state = threading.local()
+
+class _State(threading.local):
+    grad_enabled = True  # each thread starts with gradients on, as in PyTorch
+
+
+_state = _State()  # a class default, not getattr(..., True): a missing attribute costs 0.5 us
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "grad_enabled", True)
+    return _state.grad_enabled
 
 
 class _GradMode:
@@ -154,15 +159,22 @@ def _memory_root(array):
 
 
 def _saved_versions(saved: tuple, tensors: list) -> tuple:
-    """(counter, version, dtype, shape) of each tensor whose memory a saved array uses."""
-    roots = {id(_memory_root(a)) for a in saved if a is not None}
+    """(counter, version, dtype, shape) of each tensor whose memory a saved array uses.
+    Written out flat (no helper calls, the owner case first): it runs for every op that
+    saves something, and was a third of Function.apply's time."""
+    roots = set()
+    for a in saved:
+        if a is not None:
+            roots.add(id(a) if getattr(a, "base", None) is None else id(_memory_root(a)))
     if not roots:
         return ()
     found = []
     for t in tensors:
-        if id(_memory_root(t.data)) in roots:
+        data = t.data
+        root = id(data) if getattr(data, "base", None) is None else id(_memory_root(data))
+        if root in roots:
             counter = t._version_counter
-            found.append((counter, counter.value, t.data.dtype, t.data.shape))
+            found.append((counter, counter.value, data.dtype, data.shape))
     return tuple(found)
 
 
@@ -213,7 +225,7 @@ class Function:
         ctx.device = device or "cpu"  # forward may change it (ToDevice)
         out = cls.forward(ctx, *arrays, **kwargs)
         result = tensor_type._wrap(out, device=ctx.device)
-        if getattr(out, "base", None) is not None or any(out is t for t in arrays):
+        if getattr(out, "base", None) is not None or _is_one_of(out, arrays):
             root = _memory_root(out)  # a view (reshape, slice, permute) shares its input's
             for t in tensors:         # version counter
                 if _memory_root(t.data) is root:
@@ -225,6 +237,15 @@ class Function:
             if ctx.saved_tensors:
                 ctx.saved_versions = _saved_versions(ctx.saved_tensors, tensors + [result])
         return result
+
+
+def _is_one_of(out, arrays: list) -> bool:
+    """Whether forward returned one of its inputs itself (a loop: any() over a generator
+    costs a microsecond per op here)."""
+    for a in arrays:
+        if a is out:
+            return True
+    return False
 
 
 _TENSOR_TYPE: list = []
