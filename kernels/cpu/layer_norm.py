@@ -19,6 +19,9 @@ Backward, per row, g = dy·weight:
     parameters).
     A missing weight or bias compiles its own variant (Numba prunes the `is None`
     branches), so no array of ones or zeros is made or read.
+    From PREFETCH_MIN_BYTES on, the second pass runs in blocks of PREFETCH_BLOCK columns,
+    each prefetching its share of the next row (kernels/cpu/stats.py: it overlaps the next
+    row's memory traffic with this row's compute).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Backward, per row, xhat = x·r, g = dy·weight:
     traffic: read dy and x, write dx = 3·E·s.
     dweight: summed in x's dtype over blocks of BLOCK_ROWS rows, each block added to one
     float64 partial row per thread chunk, merged in order (as LayerNorm's); skipped when
-    param_grads is False, and weight None compiles its own variant.
+    param_grads is False, and weight None compiles its own variant. The second pass
+    prefetches the next row from PREFETCH_MIN_BYTES on, as LayerNorm's.
 """
 
 from __future__ import annotations
