@@ -42,7 +42,7 @@ from kernels.cpu.stats import (
     merge_partials,
     new_partials,
     parallel_jit,
-    prefetch_block,
+    prefetch_next_row,
     product_minus,
     shifted_moments,
     use_parallel,
@@ -116,11 +116,9 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, p
             # x is large (kernels/cpu/stats.py); constant block bounds keep the indices
             # provably non-negative, which the vectorizer needs
             if prefetch:
-                following = i + 1 if i + 1 < stop else i
-                x_next, dy_next, dx_next = x[following], dy[following], dx[following]
                 whole = cols - cols % PREFETCH_BLOCK
                 for j in range(0, whole, PREFETCH_BLOCK):
-                    prefetch_block(x_next, dy_next, dx_next, j, j + PREFETCH_BLOCK)
+                    prefetch_next_row(x, dy, dx, i, stop, j)
                     _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, dbias_block,
                                     mu64, correction, r, mean_g, c, j, j + PREFETCH_BLOCK)
                 _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, dbias_block,

@@ -32,7 +32,7 @@ from kernels.cpu.stats import (
     merge_partials,
     new_partials,
     parallel_jit,
-    prefetch_block,
+    prefetch_next_row,
     shifted_sums,
     use_parallel,
     weighted_gradient_sums,
@@ -90,11 +90,9 @@ def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, prefetch, start, st
             # the second pass, in blocks that each prefetch their share of the next row when
             # x is large (as LayerNorm's, kernels/cpu/layer_norm.py)
             if prefetch:
-                following = i + 1 if i + 1 < stop else i
-                x_next, dy_next, dx_next = x[following], dy[following], dx[following]
                 whole = cols - cols % PREFETCH_BLOCK
                 for j in range(0, whole, PREFETCH_BLOCK):
-                    prefetch_block(x_next, dy_next, dx_next, j, j + PREFETCH_BLOCK)
+                    prefetch_next_row(x, dy, dx, i, stop, j)
                     _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, r_t,
                                     xhat_scale, j, j + PREFETCH_BLOCK)
                 _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, r_t, xhat_scale,

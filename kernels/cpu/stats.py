@@ -206,11 +206,11 @@ def merge_partials(partials: np.ndarray | None, dtype: np.dtype) -> np.ndarray |
 # began only after the second pass: memory time plus compute time. Prefetching the next row's
 # x and dy into L2 and its dx into L1 for writing, one group every PREFETCH_BLOCK columns of
 # the second pass, overlaps them. Measured on this 2-core machine (shared; interleaved runs,
-# medians): LayerNorm backward (16384, 1024) 55-57 % -> 64-71 % of the same-run copy, RMSNorm
-# 64-66 % -> 73-75 %. Read prefetches alone gained nothing, and the write prefetches issued as
-# one burst per row 3 %. Cache-resident inputs only pay for the blocks (LayerNorm 64 x 1024
-# 20 % slower, 2048 x 1024 5 % slower, 4096 x 1024 even, 8192 x 1024 17 % faster), hence
-# PREFETCH_MIN_BYTES; below it the second pass is one loop per row, as before.
+# medians): LayerNorm backward (16384, 1024) 54-60 % -> 68-76 % of the same-run copy, RMSNorm
+# 60-66 % -> 73-82 % (README.md). Read prefetches alone gained nothing, and the write
+# prefetches issued as one burst per row 3 %. Cache-resident inputs only pay for the blocks
+# (LayerNorm 64 x 1024 20 % slower, 2048 x 1024 5 % slower, 4096 x 1024 even, 8192 x 1024
+# 17 % faster), hence PREFETCH_MIN_BYTES; below it the second pass is one loop per row.
 PREFETCH_BLOCK = 64
 PREFETCH_MIN_BYTES = 16 << 20
 PREFETCH_STRIDE = 16
@@ -218,15 +218,17 @@ PREFETCH_STRIDE = 16
 
 def _prefetch_intrinsic(write: int, locality: int):
     @intrinsic
-    def prefetch(typingctx, array, index):
-        if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+    def prefetch(typingctx, array, row, column):
+        """Prefetch the line holding array[row, column] of a 2-D array (never faults)."""
+        if not (isinstance(array, types.Array) and array.ndim == 2
+                and isinstance(row, types.Integer) and isinstance(column, types.Integer)):
             return None
 
         def codegen(context, builder, signature, args):
             array_type = signature.args[0]
             view = context.make_array(array_type)(context, builder, args[0])
-            pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]],
-                                               wraparound=False)
+            pointer = cgutils.get_item_pointer(context, builder, array_type, view,
+                                               [args[1], args[2]], wraparound=False)
             i32 = ir.IntType(32)
             function = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]),
@@ -234,7 +236,7 @@ def _prefetch_intrinsic(write: int, locality: int):
             builder.call(function, [pointer, i32(write), i32(locality), i32(1)])  # 1: data
             return context.get_dummy_value()
 
-        return types.void(array, index), codegen
+        return types.void(array, row, column), codegen
 
     return prefetch
 
@@ -244,14 +246,16 @@ prefetch_for_write = _prefetch_intrinsic(write=1, locality=3)  # prefetchw
 
 
 @jit(inline="always")
-def prefetch_block(x_next, dy_next, dx_next, start, stop):
-    """Prefetch elements [start, stop) of the next row: x and dy into L2, dx into L1 for
-    writing. One prefetch per PREFETCH_STRIDE elements (a 64-byte line of float32; for
-    float64 every other line, the L2's adjacent-line prefetch brings the pair)."""
-    for k in range(start, stop, PREFETCH_STRIDE):
-        prefetch_to_l2(x_next, k)
-        prefetch_to_l2(dy_next, k)
-        prefetch_for_write(dx_next, k)
+def prefetch_next_row(x, dy, dx, i, stop, start):
+    """Prefetch columns [start, start + PREFETCH_BLOCK) of the row after row i (row i itself
+    when it is the last below `stop`): x and dy into L2, dx into L1 for writing. One prefetch
+    per PREFETCH_STRIDE elements (a 64-byte line of float32; for float64 every other line,
+    the L2's adjacent-line prefetch brings the pair)."""
+    following = i + 1 if i + 1 < stop else i
+    for k in range(start, start + PREFETCH_BLOCK, PREFETCH_STRIDE):
+        prefetch_to_l2(x, following, k)
+        prefetch_to_l2(dy, following, k)
+        prefetch_for_write(dx, following, k)
 
 
 @functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy")
