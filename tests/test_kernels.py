@@ -20,7 +20,7 @@ from parity import assert_close
 
 from kernels import api, reference
 from kernels.cases import BY_NAME, CASES
-from kernels.cpu.stats import SERIAL_MAX_ELEMENTS
+from kernels.cpu.stats import PREFETCH_MIN_BYTES, SERIAL_MAX_ELEMENTS
 
 # rows x cols: 1s, primes, a row longer than the simulator's warp-row limit (128); CPU_ONLY
 # shapes are above the parallel threshold, too slow for the simulator
@@ -94,6 +94,15 @@ def test_kernels_match_reference(backend, case):
         for dtype, affine in _variants(backend, index):
             check_case(backend, case, shape, num_groups, dtype, affine,
                        check_mask=backend == "cpu" or index == 0)
+
+
+@pytest.mark.parametrize("name", ["LayerNorm", "RMSNorm"])
+def test_row_backward_with_prefetching_matches_reference(name):
+    """From PREFETCH_MIN_BYTES on, the CPU backward's second pass runs in blocks that prefetch
+    the next row; 1031 columns leave a partial block at the end of every row."""
+    for dtype, affine in ((np.float32, True), (np.float64, False)):
+        rows = -(-PREFETCH_MIN_BYTES // (1031 * np.dtype(dtype).itemsize))
+        check_case("cpu", BY_NAME[name], (rows, 1031), None, dtype, affine)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

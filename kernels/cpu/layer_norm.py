@@ -19,6 +19,9 @@ Backward, per row, g = dy·weight:
     parameters).
     A missing weight or bias compiles its own variant (Numba prunes the `is None`
     branches), so no array of ones or zeros is made or read.
+    From PREFETCH_MIN_BYTES on, the second pass runs in blocks of PREFETCH_BLOCK columns,
+    each prefetching its share of the next row (kernels/cpu/stats.py: it overlaps the next
+    row's memory traffic with this row's compute).
 """
 
 from __future__ import annotations
@@ -29,14 +32,17 @@ import numpy as np
 from kernels.cpu import buffers
 from kernels.cpu.stats import (
     BLOCK_ROWS,
+    PREFETCH_BLOCK,
+    PREFETCH_MIN_BYTES,
+    add_at,
     add_block,
     chunk_bounds,
     inv_sqrt,
     jit,
     merge_partials,
-    new_block,
     new_partials,
     parallel_jit,
+    prefetch_next_row,
     product_minus,
     shifted_moments,
     use_parallel,
@@ -69,10 +75,30 @@ def _forward_parallel(x, weight, bias, eps, y, mean, inv_std, num_chunks):
         _forward_rows(x, weight, bias, eps, y, mean, inv_std, start, stop)
 
 
+@jit(inline="always")  # one loop body for the blocks and the tail
+def _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, dbias_block, mu64, correction,
+                    r, mean_g, c, start, stop):
+    """dx = r·(g - mean(g)) - xhat·c over columns [start, stop) of one row, and the row's
+    share of the dweight/dbias blocks (None: not wanted)."""
+    r_t = x_row.dtype.type(r)
+    for j in range(start, stop):  # widened before subtracting: see kernels/cpu/stats.py
+        xhat = x_row.dtype.type(((np.float64(x_row[j]) - mu64) - correction) * r)
+        # g - mean(g) rounded as one operation: exact 0 for a one-element row
+        centred_g = (dy_row[j] - mean_g if weight is None
+                     else product_minus(dy_row[j], weight[j], mean_g))
+        dx_row[j] = r_t * centred_g - xhat * c
+        add_at(dweight_block, j, dy_row[j] * xhat)
+        add_at(dbias_block, j, dy_row[j])
+
+
 @jit
-def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, start, stop):
+def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, prefetch,
+                   start, stop):
     cols = x.shape[1]
-    dweight_block, dbias_block = new_block(dweight_part, x), new_block(dbias_part, x)
+    # block accumulators in x's dtype; `is None` on an argument types them exactly (a helper
+    # returning either would give an Optional, unwrapped on every access)
+    dweight_block = None if dweight_part is None else np.zeros(cols, x.dtype)
+    dbias_block = None if dbias_part is None else np.zeros(cols, x.dtype)
     for block_start in range(start, stop, BLOCK_ROWS):
         for i in range(block_start, min(block_start + BLOCK_ROWS, stop)):
             x_row, dy_row, dx_row = x[i], dy[i], dx[i]
@@ -85,28 +111,33 @@ def _backward_rows(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, s
             # subtracted before scaling so that a one-element row gets dx = 0 exactly
             mean_g = x.dtype.type(sum_g / cols)
             c = x.dtype.type(r * sum_g_xhat / cols)
-            r_t = x.dtype.type(r)
             mu64 = np.float64(mu)
-            for j in range(cols):  # widened before subtracting: see kernels/cpu/stats.py
-                xhat = x.dtype.type(((np.float64(x_row[j]) - mu64) - correction) * r)
-                # g - mean(g) rounded as one operation: exact 0 for a one-element row
-                centred_g = (dy_row[j] - mean_g if weight is None
-                             else product_minus(dy_row[j], weight[j], mean_g))
-                dx_row[j] = r_t * centred_g - xhat * c
-                if dweight_part is not None:
-                    dweight_block[j] += dy_row[j] * xhat
-                    dbias_block[j] += dy_row[j]
+            # the second pass, in blocks that each prefetch their share of the next row when
+            # x is large (kernels/cpu/stats.py); constant block bounds keep the indices
+            # provably non-negative, which the vectorizer needs
+            if prefetch:
+                whole = cols - cols % PREFETCH_BLOCK
+                for j in range(0, whole, PREFETCH_BLOCK):
+                    prefetch_next_row(x, dy, dx, i, stop, j)
+                    _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, dbias_block,
+                                    mu64, correction, r, mean_g, c, j, j + PREFETCH_BLOCK)
+                _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, dbias_block,
+                                mu64, correction, r, mean_g, c, whole, cols)
+            else:
+                _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, dbias_block,
+                                mu64, correction, r, mean_g, c, 0, cols)
         add_block(dweight_block, dweight_part)
         add_block(dbias_block, dbias_part)
 
 
 @parallel_jit
-def _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, num_chunks):
+def _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part, prefetch,
+                       num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
         _backward_rows(dy, x, mean, inv_std, weight, dx,
                        None if dweight_part is None else dweight_part[chunk],
-                       None if dbias_part is None else dbias_part[chunk], start, stop)
+                       None if dbias_part is None else dbias_part[chunk], prefetch, start, stop)
 
 
 def layer_norm_forward(
@@ -158,12 +189,13 @@ def layer_norm_backward(
     # 2 rows of 4M columns at 64 threads otherwise)
     num_chunks = min(numba.get_num_threads(), rows) if use_parallel(x.size) else 1
     dweight_part, dbias_part = (new_partials(num_chunks, cols, param_grads) for _ in range(2))
+    prefetch = x.nbytes >= PREFETCH_MIN_BYTES
     if rows and cols:
         if num_chunks > 1:
             _backward_parallel(dy, x, mean, inv_std, weight, dx, dweight_part, dbias_part,
-                               num_chunks)
+                               prefetch, num_chunks)
         else:
             _backward_rows(dy, x, mean, inv_std, weight, dx,
                            None if dweight_part is None else dweight_part[0],
-                           None if dbias_part is None else dbias_part[0], 0, rows)
+                           None if dbias_part is None else dbias_part[0], prefetch, 0, rows)
     return dx, merge_partials(dweight_part, x.dtype), merge_partials(dbias_part, x.dtype)

@@ -10,7 +10,8 @@ Backward, per row, xhat = x·r, g = dy·weight:
     traffic: read dy and x, write dx = 3·E·s.
     dweight: summed in x's dtype over blocks of BLOCK_ROWS rows, each block added to one
     float64 partial row per thread chunk, merged in order (as LayerNorm's); skipped when
-    param_grads is False, and weight None compiles its own variant.
+    param_grads is False, and weight None compiles its own variant. The second pass
+    prefetches the next row from PREFETCH_MIN_BYTES on, as LayerNorm's.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ import numpy as np
 from kernels.cpu import buffers
 from kernels.cpu.stats import (
     BLOCK_ROWS,
+    PREFETCH_BLOCK,
+    PREFETCH_MIN_BYTES,
+    add_at,
     add_block,
     chunk_bounds,
     inv_sqrt,
     jit,
     merge_partials,
-    new_block,
     new_partials,
     parallel_jit,
+    prefetch_next_row,
     shifted_sums,
     use_parallel,
     weighted_gradient_sums,
@@ -57,10 +61,23 @@ def _forward_parallel(x, weight, eps, y, inv_rms, num_chunks):
         _forward_rows(x, weight, eps, y, inv_rms, start, stop)
 
 
+@jit(inline="always")  # one loop body for the blocks and the tail
+def _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, r_t, xhat_scale, start, stop):
+    """dx = r·g - xhat·(r·mean(g·xhat)) over columns [start, stop) of one row, and the row's
+    share of the dweight block (None: not wanted)."""
+    for j in range(start, stop):
+        xhat = x_row[j] * r_t
+        g = dy_row[j] if weight is None else dy_row[j] * weight[j]
+        dx_row[j] = r_t * g - xhat * xhat_scale
+        add_at(dweight_block, j, dy_row[j] * xhat)
+
+
 @jit
-def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, start, stop):
+def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, prefetch, start, stop):
     cols = x.shape[1]
-    dweight_block = new_block(dweight_part, x)
+    # block accumulators in x's dtype; `is None` on an argument types them exactly (a helper
+    # returning either would give an Optional, unwrapped on every access)
+    dweight_block = None if dweight_part is None else np.zeros(cols, x.dtype)
     for block_start in range(start, stop, BLOCK_ROWS):
         for i in range(block_start, min(block_start + BLOCK_ROWS, stop)):
             x_row, dy_row, dx_row = x[i], dy[i], dx[i]
@@ -70,21 +87,29 @@ def _backward_rows(dy, x, inv_rms, weight, dx, dweight_part, start, stop):
             # xhat·(r·mean(g·xhat)), not x·(r^3·mean(g·x)): r^3·|x| is below float32's range
             # where r·mean(g·xhat) is not (the second term of dx vanished: 5% off at |x| ~ 1e37)
             xhat_scale = x.dtype.type(r * r * sum_g_x / cols)
-            for j in range(cols):
-                xhat = x_row[j] * r_t
-                g = dy_row[j] if weight is None else dy_row[j] * weight[j]
-                dx_row[j] = r_t * g - xhat * xhat_scale
-                if dweight_part is not None:
-                    dweight_block[j] += dy_row[j] * xhat
+            # the second pass, in blocks that each prefetch their share of the next row when
+            # x is large (as LayerNorm's, kernels/cpu/layer_norm.py)
+            if prefetch:
+                whole = cols - cols % PREFETCH_BLOCK
+                for j in range(0, whole, PREFETCH_BLOCK):
+                    prefetch_next_row(x, dy, dx, i, stop, j)
+                    _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, r_t,
+                                    xhat_scale, j, j + PREFETCH_BLOCK)
+                _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, r_t, xhat_scale,
+                                whole, cols)
+            else:
+                _input_gradient(x_row, dy_row, weight, dx_row, dweight_block, r_t, xhat_scale,
+                                0, cols)
         add_block(dweight_block, dweight_part)
 
 
 @parallel_jit
-def _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part, num_chunks):
+def _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part, prefetch, num_chunks):
     for chunk in numba.prange(num_chunks):
         start, stop = chunk_bounds(x.shape[0], num_chunks, chunk)
         _backward_rows(dy, x, inv_rms, weight, dx,
-                       None if dweight_part is None else dweight_part[chunk], start, stop)
+                       None if dweight_part is None else dweight_part[chunk], prefetch,
+                       start, stop)
 
 
 def rms_norm_forward(
@@ -128,10 +153,11 @@ def rms_norm_backward(
     # 2 rows of 4M columns at 64 threads otherwise)
     num_chunks = min(numba.get_num_threads(), rows) if use_parallel(x.size) else 1
     dweight_part = new_partials(num_chunks, cols, param_grads)
+    prefetch = x.nbytes >= PREFETCH_MIN_BYTES
     if rows and cols:
         if num_chunks > 1:
-            _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part, num_chunks)
+            _backward_parallel(dy, x, inv_rms, weight, dx, dweight_part, prefetch, num_chunks)
         else:
             _backward_rows(dy, x, inv_rms, weight, dx,
-                           None if dweight_part is None else dweight_part[0], 0, rows)
+                           None if dweight_part is None else dweight_part[0], prefetch, 0, rows)
     return dx, merge_partials(dweight_part, x.dtype)

@@ -32,6 +32,9 @@ import functools
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
 
 # "nnan"/"ninf" are left out on purpose: NaN and Inf must propagate within their
 # set, and LLVM may drop them otherwise. "reassoc" only for REDUCTION (see above).
@@ -156,15 +159,6 @@ BLOCK_ROWS = 8
 
 
 @jit
-def new_block(partial, like):
-    """A zeroed block accumulator in like's dtype, the size of the float64 partial row, or
-    None when there is no partial row."""
-    if partial is None:
-        return None
-    return np.zeros(partial.size, like.dtype)
-
-
-@jit
 def add_block(block, partial):
     """partial += block (in float64), then block = 0; nothing when block is None."""
     if block is None:
@@ -172,6 +166,23 @@ def add_block(block, partial):
     for j in range(block.size):
         partial[j] += block[j]
         block[j] = 0
+
+
+def add_at(block, j, value):
+    """block[j] += value, or nothing when block is None, chosen by type at compile time: a loop
+    body inlined with inline="always" cannot hold an `is None` branch (Numba types the dead
+    branch too and fails on none[j])."""
+    raise NotImplementedError("add_at is for jitted code only")
+
+
+@overload(add_at, inline="always")
+def _add_at(block, j, value):
+    if block is types.none:
+        return lambda block, j, value: None
+
+    def add(block, j, value):
+        block[j] += value
+    return add
 
 
 def new_partials(num_chunks: int, size: int, needed: bool) -> np.ndarray | None:
@@ -187,6 +198,64 @@ def merge_partials(partials: np.ndarray | None, dtype: np.dtype) -> np.ndarray |
     out = np.empty(partials.shape[1], dtype)
     sum_partials(partials, out)
     return out
+
+
+# Prefetching the next row (LayerNorm and RMSNorm backward). The second pass over a row runs
+# from L1 with no loads in flight, and (our reading) the hardware prefetcher stops at the 4 KiB
+# page that ends a 1024-column float32 row, so the next row's loads and dx's read-for-ownership
+# began only after the second pass: memory time plus compute time. Prefetching the next row's
+# x and dy into L2 and its dx into L1 for writing, one group every PREFETCH_BLOCK columns of
+# the second pass, overlaps them. Measured on this 2-core machine (shared; interleaved runs,
+# medians): LayerNorm backward (16384, 1024) 54-60 % -> 68-76 % of the same-run copy, RMSNorm
+# 60-66 % -> 73-82 % (README.md). Read prefetches alone gained nothing, and the write
+# prefetches issued as one burst per row 3 %. Cache-resident inputs only pay for the blocks
+# (LayerNorm 64 x 1024 20 % slower, 2048 x 1024 5 % slower, 4096 x 1024 even, 8192 x 1024
+# 17 % faster), hence PREFETCH_MIN_BYTES; below it the second pass is one loop per row.
+PREFETCH_BLOCK = 64
+PREFETCH_MIN_BYTES = 16 << 20
+PREFETCH_STRIDE = 16
+
+
+def _prefetch_intrinsic(write: int, locality: int):
+    @intrinsic
+    def prefetch(typingctx, array, row, column):
+        """Prefetch the line holding array[row, column] of a 2-D array (never faults)."""
+        if not (isinstance(array, types.Array) and array.ndim == 2
+                and isinstance(row, types.Integer) and isinstance(column, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            view = context.make_array(array_type)(context, builder, args[0])
+            pointer = cgutils.get_item_pointer(context, builder, array_type, view,
+                                               [args[1], args[2]], wraparound=False)
+            i32 = ir.IntType(32)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            builder.call(function, [pointer, i32(write), i32(locality), i32(1)])  # 1: data
+            return context.get_dummy_value()
+
+        return types.void(array, row, column), codegen
+
+    return prefetch
+
+
+prefetch_to_l2 = _prefetch_intrinsic(write=0, locality=2)  # prefetcht1
+prefetch_for_write = _prefetch_intrinsic(write=1, locality=3)  # prefetchw
+
+
+@jit(inline="always")
+def prefetch_next_row(x, dy, dx, i, stop, start):
+    """Prefetch columns [start, start + PREFETCH_BLOCK) of the row after row i (row i itself
+    when it is the last below `stop`): x and dy into L2, dx into L1 for writing. One prefetch
+    per PREFETCH_STRIDE elements (a 64-byte line of float32; for float64 every other line,
+    the L2's adjacent-line prefetch brings the pair)."""
+    following = i + 1 if i + 1 < stop else i
+    for k in range(start, start + PREFETCH_BLOCK, PREFETCH_STRIDE):
+        prefetch_to_l2(x, following, k)
+        prefetch_to_l2(dy, following, k)
+        prefetch_for_write(dx, following, k)
 
 
 @functools.partial(numba.njit, cache=True, fastmath=False, error_model="numpy")
