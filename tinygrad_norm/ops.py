@@ -182,11 +182,17 @@ def _flat(array, dtype) -> np.ndarray:
 
 class Relu(Function):
     """Saves the output, as PyTorch does; on the cpu device backward is one kernel pass
-    (kernels/cpu/relu.py), the forward np.maximum, already one pass."""
+    (kernels/cpu/relu.py), the forward np.maximum, already one pass, into a pooled buffer
+    (a fresh output faults in its pages every step)."""
 
     @staticmethod
     def forward(ctx, a):
-        out = np.maximum(a, 0)
+        if _cpu_kernels(ctx, a) is None:
+            out = np.maximum(a, 0)
+        else:
+            from kernels.cpu import buffers
+
+            out = np.maximum(a, 0, out=buffers.empty_like(a))
         ctx.save_for_backward(out)
         return out
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from kernels.cpu import buffers
 from kernels.cpu.stats import jit, parallel_jit, use_parallel
 from kernels.pooling import check_divisor_override, check_flag, check_input_size, geometry
 from kernels.validation import HOST as check
@@ -101,7 +102,7 @@ def avg_pool2d_forward(x: np.ndarray, kernel_size, stride, padding, ceil_mode: b
     n, c, height, width = x.shape
     g, scalars = _checked((height, width), kernel_size, stride, padding, ceil_mode,
                           count_include_pad, divisor_override)
-    y = np.empty((n, c) + g.out, x.dtype)
+    y = buffers.empty((n, c) + g.out, x.dtype)
     if y.size:
         planes = x.reshape(n * c, height, width)
         driver = _forward_parallel if use_parallel(x.size) else _forward_serial
@@ -120,7 +121,7 @@ def avg_pool2d_backward(dy: np.ndarray, input_size, kernel_size, stride, padding
                           count_include_pad, divisor_override)
     n, c = dy.shape[:2]
     check.shape("dy", dy, (n, c) + g.out, "the output of the pooling of input_size")
-    dx = np.empty((n, c, height, width), dy.dtype)
+    dx = buffers.empty((n, c, height, width), dy.dtype)
     if dx.size:
         driver = _backward_parallel if use_parallel(dx.size) else _backward_serial
         driver(dy.reshape(n * c, *g.out), *scalars, dx.reshape(n * c, height, width))

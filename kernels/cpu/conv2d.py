@@ -49,7 +49,7 @@ import numba
 import numpy as np
 
 from kernels.cpu import buffers
-from kernels.cpu.stats import chunk_bounds, jit, parallel_jit, use_parallel
+from kernels.cpu.stats import chunk_bounds, jit, parallel_jit, reduction_jit, use_parallel
 from kernels.validation import HOST as check
 from kernels.validation import check_conv_geometry, check_output_mask
 
@@ -199,6 +199,19 @@ def _to_nchw_parallel(t, bias, y, num_chunks):
         _to_nchw_samples(t, bias, y, start, stop)
 
 
+@reduction_jit
+def _copy_and_sum(source, target):
+    """target[:] = source; returns the float64 sum of source, reassociated so that it runs
+    in vector lanes (a strict running sum was a 4-cycle dependency chain per element:
+    1.5 ms of a 2 ms transpose at MNIST's second layer)."""
+    total = 0.0
+    for s in range(source.size):
+        value = source[s]
+        target[s] = value
+        total += value
+    return total
+
+
 @jit
 def _to_channels_first(dy, g, row_sums, start, stop):
     """g[o, n, s] = dy[n, o, s] for o in [start, stop), and row_sums[o] = sum of g[o] in
@@ -206,11 +219,7 @@ def _to_channels_first(dy, g, row_sums, start, stop):
     for o in range(start, stop):
         total = 0.0
         for n in range(dy.shape[0]):
-            source, target = dy[n, o], g[o, n]
-            for s in range(source.size):
-                value = source[s]
-                target[s] = value
-                total += value
+            total += _copy_and_sum(dy[n, o], g[o, n])
         if row_sums is not None:
             row_sums[o] = total
 

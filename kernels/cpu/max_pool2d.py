@@ -26,6 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from kernels.cpu import buffers
 from kernels.cpu.stats import jit, parallel_jit, use_parallel
 from kernels.pooling import check_input_size, geometry
 from kernels.validation import HOST as check
@@ -138,8 +139,8 @@ def max_pool2d_forward(x: np.ndarray, kernel_size, stride, padding, dilation,
     check.array("x", x, 4)
     n, c, height, width = x.shape
     g = geometry((height, width), kernel_size, stride, padding, dilation, ceil_mode)
-    y = np.empty((n, c) + g.out, x.dtype)
-    indices = np.empty((n, c) + g.out, np.int64)
+    y = buffers.empty((n, c) + g.out, x.dtype)
+    indices = buffers.empty((n, c) + g.out, np.int64)
     if y.size:
         planes = x.reshape(n * c, height, width)
         driver = _forward_parallel if use_parallel(x.size) else _forward_serial
@@ -168,7 +169,7 @@ def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray, input_size) -> np.n
     _check_indices(indices, dy)
     height, width = check_input_size(input_size)
     n, c = dy.shape[:2]
-    dx = np.empty((n, c, height, width), dy.dtype)
+    dx = buffers.empty((n, c, height, width), dy.dtype)
     if dx.size:
         planes = n * c
         driver = _backward_parallel if use_parallel(dx.size) else _backward_serial
