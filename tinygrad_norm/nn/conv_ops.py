@@ -11,18 +11,23 @@ K = C * kh * kw and L = N * Ho * Wo, per group:
                dcols = w.reshape(O, K).T @ dy;   dx = col2im(dcols)
 
 col2im here loops over the kh * kw kernel offsets and adds one strided slice per offset (no
-np.add.at, which is an order of magnitude slower). Measured on 2 CPU cores shared with other
-jobs, float32, forward + backward (dweight, dbias; dx where the layer is not the first), 3x3,
-padding 1, OPENBLAS_NUM_THREADS=1, medians of 3 interleaved rounds: the cpu kernels against
-this NumPy path and PyTorch 2.13 (own process, 2 threads):
+np.add.at, which is an order of magnitude slower). The cpu kernels against PyTorch 2.13, each
+in its own process, alternating, medians of 3 rounds of 15 calls, default threads, float32,
+forward + backward (dweight, dbias; dx where the layer is not the first), 3x3, padding 1,
+on this 2-core machine when it was otherwise idle:
 
-    x (64, 1, 28, 28) -> 32, no dx:   8.8 ms   (NumPy path 9.7 ms, PyTorch 10.1 ms)
-    x (64, 32, 14, 14) -> 64:        34.5 ms   (40.4 ms, PyTorch 11.4 ms)
-    x (32, 3, 32, 32) -> 32, no dx:   5.0 ms   (5.8 ms, PyTorch 2.1 ms)
-    x (32, 32, 16, 16) -> 64:        19.6 ms   (21.6 ms, PyTorch 7.3 ms)
+    x (64, 1, 28, 28) -> 32, no dx:   3.7 ms   (PyTorch 7.4 ms)
+    x (64, 32, 14, 14) -> 64:        13.7 ms   (PyTorch 6.9 ms)
+    x (32, 3, 32, 32) -> 32, no dx:   3.6 ms   (PyTorch 1.3 ms)
+    x (32, 32, 16, 16) -> 64:         8.0 ms   (PyTorch 4.3 ms)
 
-With OpenBLAS at its default 2 threads, a process sometimes ran every GEMM-heavy case about
-8x slower (the 4 ms scheduler tick shows in the timings), both paths alike.
+Most of our time is the three OpenBLAS products (at the second layer 8.5 of 13.7 ms; NumPy's
+OpenBLAS ran 1.2-1.5x slower than PyTorch's GEMM at the MLP's shapes too), the rest im2col,
+col2im and the two transposes. With another process busy on the machine, OpenBLAS's two
+threads lose whole 4 ms scheduler ticks waiting for each other (single products 10-100x
+slower, PyTorch's convolutions alike), and OpenBLAS's idle thread, which keeps spinning after
+a product, halves the speed of the parallel Numba loops that follow it (measured: im2col
+2.9 ms between products, 1.5 ms with OPENBLAS_NUM_THREADS=1 or OPENBLAS_THREAD_TIMEOUT=4).
 """
 
 from __future__ import annotations
