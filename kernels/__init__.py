@@ -8,8 +8,17 @@ reads the policy once, when it is loaded, and processes share one libgomp: if
 another library (PyTorch, typically) loaded it first, setting the policy here is
 too late, so that case is reported with a warning. The layer is pinned to a
 thread-safe one (TBB or OpenMP, never 'workqueue') because the kernels may be
-called from several Python threads at once. Both are defaults only: an
-environment that sets them wins.
+called from several Python threads at once.
+
+NumPy's OpenBLAS keeps its idle worker thread spinning for about 2^28 cycles (0.1 s)
+after every matrix product. A training step alternates products and parallel Numba
+loops, so on 2 cores that spinner took one core from every loop: im2col ran at half
+speed between products, and whole CNN steps were 30 % slower than with
+OPENBLAS_THREAD_TIMEOUT=4 (the idle thread sleeps at once; measured in
+tinygrad_norm/nn/conv_ops.py and the README). OpenBLAS reads it when NumPy loads it,
+so it only takes effect when this package is imported before numpy (the CLI, the
+examples and the benchmarks do; a script that imports numpy first must set it in
+the environment). All three are defaults only: an environment that sets them wins.
 """
 
 import os
@@ -35,3 +44,4 @@ if "OMP_WAIT_POLICY" not in os.environ and _openmp_already_loaded():
         RuntimeWarning, stacklevel=2)
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("NUMBA_THREADING_LAYER", "threadsafe")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

@@ -1,4 +1,4 @@
-"""What only the CPU backend has: its output-buffer pool and its OpenMP threading setup.
+"""What only the CPU backend has: its output-buffer pool and its thread setup (OpenMP, OpenBLAS).
 (The kernels themselves are tested on every backend in test_kernels.py; their small-call
 latency is measured by `python -m kernels.bench --latency`, not asserted here.)"""
 
@@ -21,6 +21,26 @@ def test_openmp_loaded_before_the_kernels_is_reported():
     assert result.returncode != 0 and "OMP_WAIT_POLICY=passive" in result.stderr
     env["OMP_WAIT_POLICY"] = "passive"
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_openblas_idle_thread_default_is_set_before_numpy_loads_it():
+    """import tinygrad_norm sets OPENBLAS_THREAD_TIMEOUT before it imports numpy (OpenBLAS
+    reads it once, when numpy loads it), and an environment that sets it wins."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    spy = ("import builtins, os, sys\n"
+           "real = builtins.__import__\n"
+           "def spy(name, *args, **kwargs):\n"
+           "    if name == 'numpy' and 'numpy' not in sys.modules:\n"
+           "        print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n"
+           "    return real(name, *args, **kwargs)\n"
+           "builtins.__import__ = spy\n"
+           "import tinygrad_norm\n")
+    for setting, expected in ((None, "4"), ("12", "12")):
+        if setting is not None:
+            env["OPENBLAS_THREAD_TIMEOUT"] = setting
+        result = subprocess.run([sys.executable, "-c", spy], env=env, capture_output=True,
+                                text=True, check=True)
+        assert result.stdout.splitlines()[0] == expected  # printed when numpy is first imported
 
 
 def test_output_buffers_are_reused_only_after_every_reference_is_gone():

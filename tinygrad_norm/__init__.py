@@ -1,5 +1,6 @@
 """tinygrad_norm: a small tensor and autograd engine for studying normalization layers."""
 
+import kernels  # noqa: F401, I001  (first: its thread defaults must precede numpy's OpenBLAS)
 import numpy as _np
 
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad
