@@ -29,7 +29,7 @@ added (col2im) between flat views of the whole arrays, and the few wrapped eleme
 row ends are zeroed. Measured against the previous NumPy version (strided-view copy,
 per-row col2im), min of 40 calls, float32 3x3 same padding: (64, 32, 14, 14) im2col 2.4 ->
 1.2 ms, col2im 3.6 -> 1.1 ms; (32, 3, 32, 32) 0.40 -> 0.22 and 0.82 -> 0.24 ms;
-(32, 32, 2, 2) 0.29 -> 0.19 ms, col2im 0.09 -> 0.14 ms (the one case that lost).
+(32, 32, 2, 2) im2col 0.29 -> 0.19 ms, col2im 0.09 -> 0.14 ms (the one case that lost).
 
 Tried and measured (2 cores, shared and busy machine, so ratios only): NumPy's copy of the
 strided windows view as im2col (the previous version: 2-3x slower than these loops); one
