@@ -64,6 +64,21 @@ def _valid_range(size_out, stride, offset, size_in):
 
 
 @jit
+def _tap_ranges(tap, kh, kw, sh, sw, dh, dw, top, left, ho, wo, height, width):
+    """What tap (i, j) of the kernel reads, for im2col and its adjoint col2im alike: the row
+    offset i·dh - top and column offset j·dw - left, the valid output columns [lo, hi) and
+    rows [row_lo, row_hi), and [first, last), the flat run of a plane those rows span when
+    stride is 1 and Wo == W (its first and last elements trimmed where they would leave the
+    plane)."""
+    i, j = tap // kw, tap % kw
+    row_offset, offset = i * dh - top, j * dw - left
+    lo, hi = _valid_range(wo, sw, offset, width)
+    row_lo, row_hi = _valid_range(ho, sh, row_offset, height)
+    first, last = row_lo * width + lo, row_hi * width - (wo - hi)
+    return row_offset, offset, lo, hi, row_lo, row_hi, first, last
+
+
+@jit
 def _fill_zero(run):
     for q in range(run.size):
         run[q] = 0
@@ -87,42 +102,38 @@ def _im2col_channels(x, kh, kw, sh, sw, dh, dw, top, left, cols, start, stop):
     (0 in the padding) for input channels [start, stop); cols is (K, N, Ho, Wo).
 
     Stride 1 with Wo == W (same padding): the valid rows of a tap read one run of the input
-    plane, shifted, so each (channel, tap, sample) is one copy between flat views; its
-    first and last elements are trimmed where they would leave the plane, and the wrapped
-    elements at the row ends are zeroed after."""
+    plane, shifted (_tap_ranges), so each (channel, tap, sample) is one copy between flat
+    views, and the wrapped elements at the row ends are zeroed after."""
     samples, channels, height, width = x.shape
     ho, wo = cols.shape[2], cols.shape[3]
     flat = sw == 1 and wo == width
     x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
     for c in range(start, stop):
         for tap in range(kh * kw):
-            i, j = tap // kw, tap % kw
-            offset = j * dw - left
-            lo, hi = _valid_range(wo, sw, offset, width)
-            row_lo, row_hi = _valid_range(ho, sh, i * dh - top, height)
-            first, last = row_lo * width + lo, row_hi * width - (wo - hi)  # the flat run
+            row_offset, offset, lo, hi, row_lo, row_hi, first, last = _tap_ranges(
+                tap, kh, kw, sh, sw, dh, dw, top, left, ho, wo, height, width)
             for n in range(samples):
                 out = ((c * kh * kw + tap) * samples + n) * ho * wo
                 _fill_zero(cols_flat[out:out + row_lo * wo])
                 _fill_zero(cols_flat[out + row_hi * wo:out + ho * wo])
                 if flat:
-                    read = (n * channels + c) * height * width + (i * dh - top) * width + offset
+                    read = (n * channels + c) * height * width + row_offset * width + offset
                     run, valid = cols_flat[out + first:out + last], x_flat[read + first:read + last]
                     for q in range(last - first):
                         run[q] = valid[q]
-                    _zero_outside(cols_flat, out, wo, row_lo, row_hi, lo, hi)
-                    continue
+                else:
+                    plane = cols[c * kh * kw + tap, n]
+                    for oy in range(row_lo, row_hi):
+                        row, target = x[n, c, oy * sh + row_offset], plane[oy]
+                        if sw == 1:
+                            valid, run = row[lo + offset:hi + offset], target[lo:hi]
+                            for q in range(hi - lo):
+                                run[q] = valid[q]
+                        else:
+                            for ox in range(lo, hi):
+                                target[ox] = row[ox * sw + offset]
+                # after the copy: the flat run wrote wrapped neighbours into these columns
                 _zero_outside(cols_flat, out, wo, row_lo, row_hi, lo, hi)
-                plane = cols[c * kh * kw + tap, n]
-                for oy in range(row_lo, row_hi):
-                    row, target = x[n, c, oy * sh + i * dh - top], plane[oy]
-                    if sw == 1:
-                        valid, run = row[lo + offset:hi + offset], target[lo:hi]
-                        for q in range(hi - lo):
-                            run[q] = valid[q]
-                    else:
-                        for ox in range(lo, hi):
-                            target[ox] = row[ox * sw + offset]
 
 
 @parallel_jit
@@ -147,16 +158,13 @@ def _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, dx, start, stop):
             plane_start = (n * channels + c) * height * width
             _fill_zero(dx_flat[plane_start:plane_start + height * width])
         for tap in range(kh * kw):
-            i, j = tap // kw, tap % kw
-            offset = j * dw - left
-            lo, hi = _valid_range(wo, sw, offset, width)
-            row_lo, row_hi = _valid_range(ho, sh, i * dh - top, height)
-            first, last = row_lo * width + lo, row_hi * width - (wo - hi)  # the flat run
+            row_offset, offset, lo, hi, row_lo, row_hi, first, last = _tap_ranges(
+                tap, kh, kw, sh, sw, dh, dw, top, left, ho, wo, height, width)
             for n in range(samples):
                 if flat:
                     out = ((c * kh * kw + tap) * samples + n) * ho * wo
                     _zero_outside(cols_flat, out, wo, row_lo, row_hi, lo, hi)
-                    read = (n * channels + c) * height * width + (i * dh - top) * width + offset
+                    read = (n * channels + c) * height * width + row_offset * width + offset
                     run = dx_flat[read + first:read + last]
                     valid = cols_flat[out + first:out + last]
                     for q in range(last - first):
@@ -164,7 +172,7 @@ def _col2im_channels(cols, kh, kw, sh, sw, dh, dw, top, left, dx, start, stop):
                     continue
                 source, plane = cols[c * kh * kw + tap, n], dx[n, c]
                 for oy in range(row_lo, row_hi):
-                    row, values = plane[oy * sh + i * dh - top], source[oy]
+                    row, values = plane[oy * sh + row_offset], source[oy]
                     if sw == 1:
                         run, valid = row[lo + offset:hi + offset], values[lo:hi]
                         for q in range(hi - lo):
