@@ -113,6 +113,21 @@ def test_train_bench_builds_the_same_model_in_both_frameworks(model):
     assert ours(tn.Tensor(x)).shape == tuple(theirs(torch.from_numpy(x)).shape) == (2, 10)
 
 
+def test_train_bench_runs_pytorch_without_tinygrad_norm_or_its_defaults():
+    """PyTorch's worker never imports tinygrad_norm (whose thread defaults PyTorch would
+    inherit) and gets the user's environment; ours imports it, as a user's script does."""
+    import kernels
+    from tinygrad_norm import train_bench
+
+    torch_run = train_bench._run_worker("torch", "digits_cnn", warmup=0, seconds=0)
+    ours_run = train_bench._run_worker("ours", "digits_cnn", warmup=0, seconds=0)
+    assert torch_run["tinygrad_norm_imported"] is False and torch_run["steps"] >= 5
+    assert ours_run["tinygrad_norm_imported"] is True and ours_run["median_s"] > 0
+    environment = kernels.user_environment()
+    for name in kernels.APPLIED_DEFAULTS:
+        assert name not in environment
+
+
 def test_train_bench_worker_refuses_to_run_alone():
     result = subprocess.run([sys.executable, "-m", "tinygrad_norm.train_bench"],
                             capture_output=True, text=True, timeout=120)

@@ -68,3 +68,18 @@ def test_kernel_outputs_held_by_the_caller_are_never_overwritten():
     for _ in range(3):
         cpu.layer_norm_forward(-x, None, None, 1e-5)
     np.testing.assert_array_equal(y1, expected)
+
+
+def test_user_environment_is_the_environment_before_our_defaults():
+    """What a benchmark hands another framework's process: our defaults taken out, a value
+    the user set kept (even when it equals our default)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER")}
+    env["OPENBLAS_THREAD_TIMEOUT"] = "4"  # the user's, equal to our default
+    code = ("import os, kernels\n"
+            "user = kernels.user_environment()\n"
+            "print(os.environ['OMP_WAIT_POLICY'], 'OMP_WAIT_POLICY' in user,\n"
+            "      'NUMBA_THREADING_LAYER' in user, user['OPENBLAS_THREAD_TIMEOUT'])\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.split() == ["passive", "False", "False", "4"]

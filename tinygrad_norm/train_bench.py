@@ -3,8 +3,12 @@
 A user training from scratch waits for the whole step (forward, loss, backward, update), not
 just the norm layers, so this times exactly that, as a user runs it:
 
-- each framework in its own process (`python -m tinygrad_norm.train_bench --worker ...`),
-  with the default environment (no thread or OpenMP variable is set here);
+- each framework in its own process, with the user's environment: the one this process had
+  before `import tinygrad_norm` set its thread defaults. Ours runs `python -m
+  tinygrad_norm.train_bench --worker ours ...` (and sets its defaults itself, as it does for a
+  user); PyTorch's worker loads this file by path, so that tinygrad_norm is never imported
+  there (if it were, PyTorch would run under our OMP_WAIT_POLICY=passive: measured 1.3-1.9x
+  slower on the digits CNN);
 - ours and PyTorch's alternate, and which goes first swaps every round;
 - per process: a few warm-up steps (Numba's first call loads or compiles), then timed steps;
   the round's number is the median step; the reported number is the median over rounds.
@@ -114,16 +118,36 @@ def _worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
         begin = time.perf_counter()
         step()
         times.append(time.perf_counter() - begin)
-    return {"median_s": statistics.median(times), "steps": len(times)}
+    return {"median_s": statistics.median(times), "steps": len(times),
+            "tinygrad_norm_imported": "tinygrad_norm" in sys.modules}
 
 
-def _run_worker(framework: str, model: str, warmup: int, seconds: float) -> float:
-    command = [sys.executable, "-m", "tinygrad_norm.train_bench", "--worker", framework,
-               "--model", model, "--warmup", str(warmup), "--seconds", str(seconds)]
-    done = subprocess.run(command, capture_output=True, text=True)  # this environment, unchanged
+# PyTorch's worker loads this file by its path, not as part of the package: importing
+# tinygrad_norm sets thread defaults (OMP_WAIT_POLICY=passive among them) that PyTorch, loaded
+# after it, would run under; a PyTorch user's process has none of them.
+_STANDALONE = ("import importlib.util, sys; "
+               "spec = importlib.util.spec_from_file_location('train_bench_alone', sys.argv[1]); "
+               "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+               "sys.exit(module.main(sys.argv[2:]))")
+
+
+def _worker_command(framework: str, model: str, warmup: int, seconds: float) -> list[str]:
+    start = ([sys.executable, "-m", "tinygrad_norm.train_bench"] if framework == "ours"
+             else [sys.executable, "-c", _STANDALONE, __file__])
+    return start + ["--worker", framework, "--model", model, "--warmup", str(warmup),
+                    "--seconds", str(seconds)]
+
+
+def _run_worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
+    """One worker process's result, run in the user's environment: what this process's
+    environment was before `import tinygrad_norm` added its defaults."""
+    from kernels import user_environment
+
+    done = subprocess.run(_worker_command(framework, model, warmup, seconds),
+                          capture_output=True, text=True, env=user_environment())
     if done.returncode != 0:
         raise RuntimeError(f"{framework} {model} worker failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["median_s"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _has_torch() -> bool:
@@ -145,7 +169,8 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
         order = frameworks if round_ % 2 == 0 else frameworks[::-1]
         for model in models:
             for framework in order:
-                times[model][framework].append(_run_worker(framework, model, warmup, seconds))
+                times[model][framework].append(
+                    _run_worker(framework, model, warmup, seconds)["median_s"])
     rows = []
     for model in models:
         ours = statistics.median(times[model]["ours"])
