@@ -18,6 +18,7 @@ MAX_POOL_BYTES, so it cannot grow without bound.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import weakref
@@ -65,7 +66,7 @@ def empty(shape: tuple, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of this shape and dtype, reused when possible."""
     global _pool_bytes
     shape, dtype = tuple(shape), np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # np.prod of a tuple: 3 us
     if nbytes < MIN_BYTES:
         return np.empty(shape, dtype)
     key = (shape, dtype.str)
