@@ -119,12 +119,15 @@ class enable_grad(_GradMode):
 class Context:
     """What one call of a Function remembers for its backward pass."""
 
+    # class-level defaults: an instance sets only what differs (two attribute writes per op
+    # instead of five; this runs for every op)
+    saved_tensors: tuple = ()
+    saved_versions: tuple = ()
+    released = False
+
     def __init__(self, function: type, parents: tuple) -> None:
         self.function = function
         self.parents = parents  # the positional args; Tensors among them get gradients
-        self.saved_tensors: tuple = ()
-        self.saved_versions: tuple = ()
-        self.released = False
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -133,10 +136,9 @@ class Context:
         """Drop saved buffers and the links to the inputs once backward has used them, so the
         graph frees its memory even while its output (a loss kept for logging) is held."""
         function = self.function
-        self.__dict__.clear()
+        self.__dict__.clear()  # saved_tensors and saved_versions fall back to ()
         self.function = function
         self.parents = ()
-        self.saved_tensors = ()
         self.released = True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 from typing import Iterable, Sequence
 
@@ -497,7 +498,7 @@ class Tensor:
 
     def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
         dims = _check_dims(dim, self.ndim)
-        count = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        count = self.data.size if dims is None else math.prod(self.shape[d] for d in dims)
         return self.sum(dim=dims, keepdim=keepdim) / count
 
     def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False,
@@ -508,7 +509,7 @@ class Tensor:
         if correction is None:
             correction = 0 if unbiased is False else 1
         dims = _check_dims(dim, self.ndim)
-        count = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        count = self.data.size if dims is None else math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dim=dims, keepdim=True)
         return (centered * centered).sum(dim=dims, keepdim=keepdim) / max(count - correction, 0)
 
@@ -552,7 +553,7 @@ class Tensor:
         start, end = _check_dim(start_dim, self.ndim), _check_dim(end_dim, self.ndim)
         if start > end:
             raise ValueError("flatten() has invalid args: start_dim cannot come after end_dim")
-        merged = int(np.prod(self.shape[start : end + 1]))
+        merged = math.prod(self.shape[start : end + 1])
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1 :])
 
     def permute(self, *dims) -> "Tensor":
@@ -716,7 +717,7 @@ def _resolve_shape(shape: tuple, size: int) -> tuple:
     """Fill in one -1 and check that the new shape holds exactly `size` elements."""
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred (-1)")
-    known = int(np.prod([s for s in shape if s != -1]))
+    known = math.prod(s for s in shape if s != -1)
     if -1 in shape:
         if known == 0 or size % known:
             raise RuntimeError(f"shape {list(shape)} is invalid for input of size {size}")
