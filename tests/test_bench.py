@@ -128,6 +128,19 @@ def test_train_bench_runs_pytorch_without_tinygrad_norm_or_its_defaults():
         assert name not in environment
 
 
+def test_train_bench_products_row_times_both_libraries_outside_the_geomean(capsys):
+    """The MLP's matrix products alone, NumPy's and torch's, each in its own process: shown
+    under the models, left out of their geomean."""
+    from tinygrad_norm import train_bench
+
+    report = train_bench.run(rounds=1, models=["digits_cnn", train_bench.PRODUCTS], warmup=0,
+                             seconds=0, layers=False)
+    rows = {row["model"]: row for row in report["steps"]}
+    assert rows[train_bench.PRODUCTS]["ours_ms"] > 0 and rows[train_bench.PRODUCTS]["torch_ms"] > 0
+    assert report["geomean_speed_ratio"] == pytest.approx(rows["digits_cnn"]["speed_ratio"])
+    assert "8 matrix products" in capsys.readouterr().out
+
+
 def test_train_bench_worker_refuses_to_run_alone():
     result = subprocess.run([sys.executable, "-m", "tinygrad_norm.train_bench"],
                             capture_output=True, text=True, timeout=120)

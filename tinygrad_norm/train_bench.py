@@ -107,9 +107,41 @@ def _torch_step(model: str):
     return step
 
 
+# Not a model: the eight matrix products of one MLP step alone (forward x @ W.T per layer;
+# backward g.T @ x per layer and g @ W for the two layers whose input needs a gradient), as
+# NumPy's matmul (what our Linear calls) and as torch's, to show how much of the MLPs' gap is
+# the BLAS library's (NumPy ships OpenBLAS, the PyTorch wheel MKL).
+PRODUCTS = "mlp_products"
+PRODUCTS_DESCRIPTION = "(not a model) the MLP step's 8 matrix products"
+
+
+def _products_step(framework: str):
+    rng = np.random.default_rng(0)
+    sizes = [(784, 512), (512, 512), (512, CLASSES)]
+    arrays = [(rng.standard_normal((128, k), np.float32),
+               rng.standard_normal((n, k), np.float32),
+               rng.standard_normal((128, n), np.float32)) for k, n in sizes]
+    if framework == "torch":
+        import torch
+
+        arrays = [tuple(torch.from_numpy(a) for a in layer) for layer in arrays]
+
+    def step() -> None:
+        for x, w, _ in arrays:
+            x @ w.T
+        for layer, (x, w, g) in enumerate(arrays):
+            g.T @ x
+            if layer:
+                g @ w
+    return step
+
+
 def _worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
     """Time steps in this process: `warmup` untimed, then at least 5 and about `seconds`."""
-    step = (_ours_step if framework == "ours" else _torch_step)(model)
+    if model == PRODUCTS:
+        step = _products_step(framework)
+    else:
+        step = (_ours_step if framework == "ours" else _torch_step)(model)
     for _ in range(warmup):
         step()
     times: list[float] = []
@@ -163,7 +195,7 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
     """Time every model `rounds` times per framework, alternating; print and return the table."""
     has_torch = _has_torch()
     frameworks = ["ours", "torch"] if has_torch else ["ours"]
-    models = list(models or MODELS)
+    models = list(models or [*MODELS, PRODUCTS])
     times: dict = {m: {f: [] for f in frameworks} for m in models}
     for round_ in range(rounds):
         order = frameworks if round_ % 2 == 0 else frameworks[::-1]
@@ -175,14 +207,15 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
     for model in models:
         ours = statistics.median(times[model]["ours"])
         theirs = statistics.median(times[model]["torch"]) if has_torch else None
-        rows.append(dict(model=model, description=MODELS[model][0], ours_ms=ours * 1e3,
+        description = PRODUCTS_DESCRIPTION if model == PRODUCTS else MODELS[model][0]
+        rows.append(dict(model=model, description=description, ours_ms=ours * 1e3,
                          torch_ms=None if theirs is None else theirs * 1e3,
                          speed_ratio=None if theirs is None else theirs / ours,
                          rounds_ours_ms=[t * 1e3 for t in times[model]["ours"]],
                          rounds_torch_ms=[t * 1e3 for t in times[model].get("torch", [])]))
     _print_steps(rows, rounds, has_torch)
     report = {"rounds": rounds, "steps": rows, "torch": has_torch}
-    ratios = [r["speed_ratio"] for r in rows if r["speed_ratio"]]
+    ratios = [r["speed_ratio"] for r in rows if r["speed_ratio"] and r["model"] != PRODUCTS]
     if ratios:
         report["geomean_speed_ratio"] = float(np.exp(np.mean(np.log(ratios))))
         print(f"geomean of ours/PyTorch speed: {report['geomean_speed_ratio']:.2f}")
@@ -243,6 +276,9 @@ def _print_steps(rows: list[dict], rounds: int, has_torch: bool) -> None:
         theirs = "-" if r["torch_ms"] is None else f"{r['torch_ms']:9.2f}"
         ratio = "-" if r["speed_ratio"] is None else f"{r['speed_ratio']:16.2f}x"
         print(f"{r['description']:54s} {r['ours_ms']:9.2f} {theirs:>9s} {ratio:>17s}")
+    if any(r["model"] == PRODUCTS for r in rows):
+        print("(the products row: NumPy's matmul, which our Linear calls (OpenBLAS), against "
+              "torch's (MKL), same shapes, own processes; not in the geomean)")
     if not has_torch:
         print("(PyTorch is not installed: its column is empty; pip install torch==2.13.0)")
 
@@ -250,7 +286,7 @@ def _print_steps(rows: list[dict], rounds: int, has_torch: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=[*MODELS, PRODUCTS], help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
