@@ -14,8 +14,11 @@ just the norm layers, so this times exactly that, as a user runs it:
   the round's number is the median step; the reported number is the median over rounds.
 
 The same architecture is built from `torch.nn` and from `tinygrad_norm.nn`, which share the
-names used here. Then the normalization layers alone at 16 MB working sets (forward+backward
-with autograd, both frameworks in one process, interleaved) from `layer_bench`.
+names used here. A last row times only the MLP step's eight matrix products, NumPy's against
+torch's, the same way (the BLAS libraries' share of the MLPs' gap). Then the normalization
+layers alone at 16 MB working sets (forward+backward with autograd, both frameworks in one
+process, interleaved) from `layer_bench`; there PyTorch shares our process and so runs with
+OMP_WAIT_POLICY=passive, which matters little at 16 MB.
 """
 
 from __future__ import annotations
