@@ -24,16 +24,7 @@ LAYERS = [
     ("GroupNorm", (4, 16), (64, 16, 8, 8)),
     ("InstanceNorm2d", (16,), (64, 16, 8, 8)),
 ]
-# the same layers at 16 MiB float32 inputs (4 Mi elements): past the caches, where memory
-# traffic decides (`tinygrad-norm bench --train` prints this table)
-LAYERS_16MB = [
-    ("BatchNorm1d", (1024,), (4096, 1024)),
-    ("LayerNorm", (1024,), (4096, 1024)),
-    ("RMSNorm", (1024,), (4096, 1024)),
-    ("BatchNorm2d", (64,), (64, 64, 32, 32)),
-    ("GroupNorm", (8, 64), (64, 64, 32, 32)),
-    ("InstanceNorm2d", (64,), (64, 64, 32, 32)),
-]
+# the same layers at 16 MiB: tinygrad_norm.train_bench.LAYERS_16MB, timed in own processes
 
 
 def _step_seconds(layer, make_input, upstream, repeat: int) -> float:
@@ -63,8 +54,8 @@ def compare(repeat: int = 50, layers: list = LAYERS) -> list[dict]:
                                                dy, repeat))
             if torch is not None:
                 theirs, tx = getattr(torch.nn, name)(*args), torch.from_numpy(x)
-                torch_s = min(torch_s, _step_seconds(
-                    theirs, lambda tx=tx: tx.clone().requires_grad_(), torch.from_numpy(dy),
+                torch_s = min(torch_s, _step_seconds(  # a fresh leaf, no copy, like ours
+                    theirs, lambda tx=tx: tx.detach().requires_grad_(), torch.from_numpy(dy),
                     repeat))
         has_torch = torch is not None
         rows.append(dict(layer=name, shape=list(shape), ours_us=ours_s * 1e6,

@@ -16,9 +16,9 @@ just the norm layers, so this times exactly that, as a user runs it:
 The same architecture is built from `torch.nn` and from `tinygrad_norm.nn`, which share the
 names used here. A last row times only the MLP step's eight matrix products, NumPy's against
 torch's, the same way (the BLAS libraries' share of the MLPs' gap). Then the normalization
-layers alone at 16 MB working sets (forward+backward with autograd, both frameworks in one
-process, interleaved) from `layer_bench`; there PyTorch shares our process and so runs with
-OMP_WAIT_POLICY=passive, which matters little at 16 MB.
+layers alone at 16 MB working sets (LAYERS_16MB, forward+backward with autograd), also each
+framework in its own processes: in ours, PyTorch's LayerNorm at 16 MB measured about 1.2x
+slower (OMP_WAIT_POLICY=passive).
 """
 
 from __future__ import annotations
@@ -47,6 +47,17 @@ MODELS = {
 }
 CLASSES = 10
 LR, MOMENTUM = 0.01, 0.9
+# (layer name, constructor args, input shape): the normalization layers at 16 MiB float32
+# inputs (4 Mi elements), past the caches, where memory traffic decides
+LAYERS_16MB = [
+    ("BatchNorm1d", (1024,), (4096, 1024)),
+    ("LayerNorm", (1024,), (4096, 1024)),
+    ("RMSNorm", (1024,), (4096, 1024)),
+    ("BatchNorm2d", (64,), (64, 64, 32, 32)),
+    ("GroupNorm", (8, 64), (64, 64, 32, 32)),
+    ("InstanceNorm2d", (64,), (64, 64, 32, 32)),
+]
+LAYERS = "layers_16mb"  # the --model of a worker that times LAYERS_16MB
 
 
 def _digits_cnn(nn):
@@ -139,8 +150,43 @@ def _products_step(framework: str):
     return step
 
 
+def _layer_times(framework: str, repeat: int = 10) -> dict:
+    """Median forward+backward seconds of each LAYERS_16MB layer in this process, autograd
+    included, on a fresh leaf input each call (no copy of it on either side)."""
+    if framework == "ours":
+        from . import nn
+        from .tensor import Tensor
+
+        def leaf(x):
+            return Tensor(x, requires_grad=True)
+        upstream = np.asarray
+    else:
+        import torch
+
+        nn = torch.nn
+
+        def leaf(x):
+            return torch.from_numpy(x).requires_grad_()
+        upstream = torch.from_numpy
+    rng = np.random.default_rng(0)
+    times = {}
+    for name, args, shape in LAYERS_16MB:
+        x = rng.standard_normal(shape).astype(np.float32)
+        dy = upstream(rng.standard_normal(shape).astype(np.float32))
+        layer = getattr(nn, name)(*args)
+
+        def step(layer=layer, x=x, dy=dy) -> None:
+            layer(leaf(x)).backward(dy)
+        step(), step()  # warm-up (Numba's first call loads or compiles)
+        times[name] = statistics.median(_seconds(step) for _ in range(repeat))
+    return times
+
+
 def _worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
     """Time steps in this process: `warmup` untimed, then at least 5 and about `seconds`."""
+    if model == LAYERS:
+        return {"layers_s": _layer_times(framework),
+                "tinygrad_norm_imported": "tinygrad_norm" in sys.modules}
     if model == PRODUCTS:
         step = _products_step(framework)
     else:
@@ -224,11 +270,32 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
         print(f"geomean of ours/PyTorch speed: {report['geomean_speed_ratio']:.2f}")
     report["autograd"] = autograd_overhead()
     if layers:
-        from .layer_bench import LAYERS_16MB
-        from .layer_bench import main as layer_table
-
-        report["layers_16mb"] = layer_table(repeat=10, layers=LAYERS_16MB)
+        report["layers_16mb"] = _layer_table(rounds, frameworks)
     return report
+
+
+def _layer_table(rounds: int, frameworks: list[str]) -> list[dict]:
+    """LAYERS_16MB forward+backward, each framework in its own processes as the steps are
+    (alternating, `rounds` rounds); per layer the best round's median."""
+    best: dict = {f: {} for f in frameworks}
+    for round_ in range(rounds):
+        for framework in (frameworks if round_ % 2 == 0 else frameworks[::-1]):
+            for name, seconds in _run_worker(framework, LAYERS, 0, 0)["layers_s"].items():
+                best[framework][name] = min(seconds, best[framework].get(name, float("inf")))
+    rows = []
+    print(f"\n{'layer (forward+backward, autograd)':36s} {'shape':>12s} {'ours us':>9s} "
+          f"{'torch us':>9s} {'speedup':>8s}")
+    for name, _, shape in LAYERS_16MB:
+        ours = best["ours"][name]
+        theirs = best["torch"][name] if "torch" in best else None
+        rows.append(dict(layer=name, shape=list(shape), ours_us=ours * 1e6,
+                         torch_us=None if theirs is None else theirs * 1e6,
+                         speedup=None if theirs is None else theirs / ours))
+        torch_us = "-" if theirs is None else f"{theirs * 1e6:9.1f}"
+        speedup = "-" if theirs is None else f"{theirs / ours:7.2f}x"
+        print(f"{name:36s} {'x'.join(map(str, shape)):>12s} {ours * 1e6:9.1f} {torch_us:>9s} "
+              f"{speedup:>8s}")
+    return rows
 
 
 def autograd_overhead(ops: int = 2000, repeat: int = 7) -> dict:
@@ -289,7 +356,7 @@ def _print_steps(rows: list[dict], rounds: int, has_torch: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--model", choices=[*MODELS, PRODUCTS], help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=[*MODELS, PRODUCTS, LAYERS], help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
