@@ -55,15 +55,36 @@ from kernels.validation import check_eps
 
 
 @jit
+def _column_sums(rows, shift, sum_d_part, sum_d2_part, start, stop):
+    """_shifted_sums for S == 1, x as rows (N, C): four rows per pass over the partial rows,
+    which are then loaded and stored once per four rows, not per row (measured at (4096,
+    1024) on one thread: 1.65 -> 0.9 ms, 18 GB/s)."""
+    i = start
+    while i + 4 <= stop:
+        r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
+        for c in range(rows.shape[1]):
+            k = np.float64(shift[c])
+            d0, d1 = np.float64(r0[c]) - k, np.float64(r1[c]) - k
+            d2, d3 = np.float64(r2[c]) - k, np.float64(r3[c]) - k
+            sum_d_part[c] += (d0 + d1) + (d2 + d3)
+            sum_d2_part[c] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        i += 4
+    for j in range(i, stop):
+        row = rows[j]
+        for c in range(rows.shape[1]):
+            d = np.float64(row[c]) - np.float64(shift[c])
+            sum_d_part[c] += d
+            sum_d2_part[c] += d * d
+
+
+@jit
 def _shifted_sums(x, shift, sum_d_part, sum_d2_part, start, stop):
     """Per channel sums of d = x - shift[c] and d^2 over samples [start, stop)."""
+    if x.shape[2] == 1:
+        _column_sums(x.reshape(x.shape[0], x.shape[1]), shift, sum_d_part, sum_d2_part, start,
+                     stop)
+        return
     for i in range(start, stop):
-        if x.shape[2] == 1:
-            for c in range(x.shape[1]):
-                d = np.float64(x[i, c, 0]) - np.float64(shift[c])
-                sum_d_part[c] += d
-                sum_d2_part[c] += d * d
-            continue
         for c in range(x.shape[1]):
             total, squares = shifted_sums(x[i, c], shift[c])
             sum_d_part[c] += total
@@ -103,17 +124,43 @@ def _affine_parallel(x, shift, scale, offset, y, num_chunks):
 
 
 @jit
+def _column_gradient_sums(dy_rows, rows, centre, sum_dy_part, sum_dy_d_part, sum_d_part, start,
+                          stop):
+    """_gradient_sums for S == 1, dy and x as rows (N, C): four rows per pass over the
+    partial rows, as in _column_sums."""
+    i = start
+    while i + 4 <= stop:
+        r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
+        g0, g1, g2, g3 = dy_rows[i], dy_rows[i + 1], dy_rows[i + 2], dy_rows[i + 3]
+        for c in range(rows.shape[1]):
+            k = np.float64(centre[c])
+            d0, d1 = np.float64(r0[c]) - k, np.float64(r1[c]) - k
+            d2, d3 = np.float64(r2[c]) - k, np.float64(r3[c]) - k
+            e0, e1, e2, e3 = (np.float64(g0[c]), np.float64(g1[c]), np.float64(g2[c]),
+                              np.float64(g3[c]))
+            sum_dy_part[c] += (e0 + e1) + (e2 + e3)
+            sum_dy_d_part[c] += (e0 * d0 + e1 * d1) + (e2 * d2 + e3 * d3)
+            sum_d_part[c] += (d0 + d1) + (d2 + d3)
+        i += 4
+    for j in range(i, stop):
+        row, grad = rows[j], dy_rows[j]
+        for c in range(rows.shape[1]):
+            d = np.float64(row[c]) - np.float64(centre[c])
+            g = np.float64(grad[c])
+            sum_dy_part[c] += g
+            sum_dy_d_part[c] += g * d
+            sum_d_part[c] += d
+
+
+@jit
 def _gradient_sums(dy, x, centre, sum_dy_part, sum_dy_d_part, sum_d_part, start, stop):
     """Per channel sums of dy, dy·(x - centre) and x - centre over samples [start, stop)."""
+    if x.shape[2] == 1:
+        shape = (x.shape[0], x.shape[1])
+        _column_gradient_sums(dy.reshape(shape), x.reshape(shape), centre, sum_dy_part,
+                              sum_dy_d_part, sum_d_part, start, stop)
+        return
     for i in range(start, stop):
-        if x.shape[2] == 1:
-            for c in range(x.shape[1]):
-                d = np.float64(x[i, c, 0]) - np.float64(centre[c])
-                g = np.float64(dy[i, c, 0])
-                sum_dy_part[c] += g
-                sum_dy_d_part[c] += g * d
-                sum_d_part[c] += d
-            continue
         for c in range(x.shape[1]):
             total_d, total_dy, total_dy_d = gradient_sums(x[i, c], dy[i, c], centre[c])
             sum_dy_part[c] += total_dy
