@@ -84,12 +84,39 @@ def _forward_2x2(x, sh, sw, y, indices, start, stop):
 
 
 @jit
+def _forward_2x2_rows(x, y, indices, start, stop):
+    """_forward_2x2 for stride 2 (PyTorch's default, the stride of the kernel), on row views
+    with the stride a constant. Serial, measured against _forward_2x2: (32, 32, 32, 32) 1.4
+    -> 1.0 ms, (64, 64, 14, 14) 1.1 -> 0.87 ms, (32, 16, 8, 8) 45 -> 36 us; with 2 outputs a
+    row the four views per row cost more (28 against 25 us at (32, 32, 4, 4))."""
+    width = x.shape[2]
+    for p in range(start, stop):
+        for oh in range(y.shape[1]):
+            top, bottom = x[p, 2 * oh], x[p, 2 * oh + 1]
+            y_row, index_row = y[p, oh], indices[p, oh]
+            first = 2 * oh * width
+            for ow in range(y.shape[2]):
+                a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
+                take = (b > a) | (b != b)
+                best, where = (b, 1) if take else (a, 0)
+                take = (c > best) | (c != c)
+                best, where = (c, width) if take else (best, where)
+                take = (d > best) | (d != d)
+                best, where = (d, width + 1) if take else (best, where)
+                y_row[ow] = best
+                index_row[ow] = first + 2 * ow + where
+
+
+@jit
 def _forward_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices, start, stop):
     """The serial driver: planes [start, stop)."""
     # a window that never leaves the plane: the last one ends inside it
     inside = ((y.shape[1] - 1) * sh + 2 <= x.shape[1]) and ((y.shape[2] - 1) * sw + 2 <= x.shape[2])
     if kh == 2 and kw == 2 and ph == 0 and pw == 0 and dh == 1 and dw == 1 and inside:
-        _forward_2x2(x, sh, sw, y, indices, start, stop)
+        if sh == 2 and sw == 2 and y.shape[2] >= 4:
+            _forward_2x2_rows(x, y, indices, start, stop)
+        else:
+            _forward_2x2(x, sh, sw, y, indices, start, stop)
     else:
         for p in range(start, stop):
             _forward_plane(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices, p)
