@@ -103,12 +103,15 @@ def _shifted_sums_parallel(x, shift, sum_d_part, sum_d2_part):
 def _affine(x, shift, scale, offset, y, start, stop):
     """y[i, c] = (x[i, c] - shift[c])·scale[c] + offset[c] for samples [start, stop);
     the difference and its product with scale in float64 (see kernels/cpu/stats.py)."""
+    if x.shape[2] == 1:  # rows (N, C): the channel loop inside, on row views, vectorizes
+        rows, out_rows = x.reshape(x.shape[0], x.shape[1]), y.reshape(y.shape[0], y.shape[1])
+        for i in range(start, stop):
+            row, out = rows[i], out_rows[i]
+            for c in range(row.size):
+                d = np.float64(row[c]) - np.float64(shift[c])
+                out[c] = x.dtype.type(d * np.float64(scale[c])) + offset[c]
+        return
     for i in range(start, stop):
-        if x.shape[2] == 1:
-            for c in range(x.shape[1]):
-                d = np.float64(x[i, c, 0]) - np.float64(shift[c])
-                y[i, c, 0] = x.dtype.type(d * np.float64(scale[c])) + offset[c]
-            continue
         for c in range(x.shape[1]):
             plane, out = x[i, c], y[i, c]
             k, a, b = np.float64(shift[c]), np.float64(scale[c]), offset[c]
@@ -185,13 +188,17 @@ def _input_gradient(dy, x, centre, inv_std, dy_scale, x_scale, offset, dx, start
     xhat·x_scale rather than d·(inv_std·x_scale): the product of two inverse stds underflows
     float32 once |x| passes ~1e19 (the xhat term of dx vanished: 1% off at |x| ~ 1e37).
     xhat in float64, widened before subtracting (see kernels/cpu/stats.py)."""
-    for i in range(start, stop):
-        if x.shape[2] == 1:
-            for c in range(x.shape[1]):
-                d = np.float64(x[i, c, 0]) - np.float64(centre[c])
+    if x.shape[2] == 1:  # rows (N, C), as in _affine
+        shape = (x.shape[0], x.shape[1])
+        rows, grad_rows, out_rows = x.reshape(shape), dy.reshape(shape), dx.reshape(shape)
+        for i in range(start, stop):
+            row, grad, out = rows[i], grad_rows[i], out_rows[i]
+            for c in range(row.size):
+                d = np.float64(row[c]) - np.float64(centre[c])
                 xhat = x.dtype.type(d * np.float64(inv_std[c]))
-                dx[i, c, 0] = dy[i, c, 0] * dy_scale[c] - xhat * x_scale[c] - offset[c]
-            continue
+                out[c] = grad[c] * dy_scale[c] - xhat * x_scale[c] - offset[c]
+        return
+    for i in range(start, stop):
         for c in range(x.shape[1]):
             plane, grad, out = x[i, c], dy[i, c], dx[i, c]
             mu, r = np.float64(centre[c]), np.float64(inv_std[c])
