@@ -206,7 +206,7 @@ class Function:
     def apply(cls, *args, **kwargs):
         # one pass over the arguments: this runs for every op, so its cost is the framework's
         # per-op overhead (`tinygrad-norm bench --train` measures it)
-        tensor_type = _tensor_type()
+        tensor_type = _TENSOR or _tensor_type()  # a global, not a call, after the first op
         arrays, tensors, needs_input_grad = [], [], []
         device = None
         for a in args:
@@ -221,12 +221,12 @@ class Function:
             else:
                 arrays.append(a)
                 needs_input_grad.append(False)
-        needs_grad = True in needs_input_grad and is_grad_enabled()
+        needs_grad = True in needs_input_grad and _state.grad_enabled
         ctx = Context(cls, args if needs_grad else ())
         ctx.needs_input_grad = tuple(needs_input_grad)
         ctx.device = device or "cpu"  # forward may change it (ToDevice)
         out = cls.forward(ctx, *arrays, **kwargs)
-        result = tensor_type._wrap(out, device=ctx.device)
+        result = tensor_type._wrap(out, ctx.device)
         if getattr(out, "base", None) is not None or _is_one_of(out, arrays):
             root = _memory_root(out)  # a view (reshape, slice, permute) shares its input's
             for t in tensors:         # version counter
@@ -250,16 +250,17 @@ def _is_one_of(out, arrays: list) -> bool:
     return False
 
 
-_TENSOR_TYPE: list = []
+_TENSOR = None  # tinygrad_norm.tensor.Tensor once _tensor_type() has imported it
 
 
 def _tensor_type() -> type:
     """tinygrad_norm.tensor.Tensor, imported once on first use (tensor.py imports this module)."""
-    if not _TENSOR_TYPE:
+    global _TENSOR
+    if _TENSOR is None:
         from .tensor import Tensor
 
-        _TENSOR_TYPE.append(Tensor)
-    return _TENSOR_TYPE[0]
+        _TENSOR = Tensor
+    return _TENSOR
 
 
 def _mixed_devices(function: type, device: str, other: str) -> None:
