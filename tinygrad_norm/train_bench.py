@@ -7,7 +7,7 @@ just the norm layers, so this times exactly that, as a user runs it:
   before `import tinygrad_norm` set its thread defaults. Ours runs `python -m
   tinygrad_norm.train_bench --worker ours ...` (and sets its defaults itself, as it does for a
   user); PyTorch's worker loads this file by path, so that tinygrad_norm is never imported
-  there (if it were, PyTorch would run under our OMP_WAIT_POLICY=passive: measured 1.3-1.9x
+  there (if it were, PyTorch would run under our OMP_WAIT_POLICY=passive: measured 1.3-2.0x
   slower on the digits CNN);
 - ours and PyTorch's alternate, and which goes first swaps every round;
 - per process: a few warm-up steps (Numba's first call loads or compiles), then timed steps;

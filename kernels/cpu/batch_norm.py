@@ -22,7 +22,8 @@ Eval backward: dx = dy·a_c, dweight = sum(dy·(x - running_mean))/sqrt(running_
     dbias = sum(dy); the sums and dx are separate passes: 4·E·s (3·E·s if fused).
 Parallel drivers split the samples (N) into one chunk per thread. With S == 1
 (BatchNorm1d on (N, C)) each plane is a single element, so the passes run over
-channels in the inner loop instead, which is the loop that vectorizes there. The
+channels in the inner loop instead, which is the loop that vectorizes there, and the
+per-channel sums take four rows per pass over their partial rows. The
 per-channel arithmetic between the passes runs in `_finish_*`, compiled, because
 a dozen small NumPy calls cost more than the whole kernel at the examples' sizes;
 a missing weight or bias compiles its own variant of them. param_grads=False skips

@@ -15,8 +15,9 @@ never written outside the plane).
     traffic: zero and write dx, read dy and indices = 2·E·s + E_out·(s + 8).
 
 Planes are independent: both run in parallel over chunks of the N·C planes above
-SERIAL_MAX_ELEMENTS, and index flat arrays (a view per plane or row cost ~80 ns: 2x2 planes
-of the digits CNN took 117 ns each, most of it views).
+SERIAL_MAX_ELEMENTS. Small planes are indexed flat (a view per plane or row cost ~80 ns: the
+digits CNN's 2x2 planes took 117 ns each, most of it views); rows of at least 4 outputs with
+a stride-2 2x2 window take row views with the stride a constant (_forward_2x2_rows).
 The running maximum is updated by selects, not branches (on random data the branch is a coin
 toss: the branchy loop measured 1.7x slower), and the usual 2x2 window with no padding or
 dilation has its own unrolled loop (4 ns -> under 1 ns per input element, measured on
