@@ -106,16 +106,15 @@ SMALL_PLANE = 16
 @jit
 def _tap_table(kh, kw, sh, sw, dh, dw, top, left, ho, wo, height, width):
     """table[tap, oy·Wo + ox]: the flat input-plane index that output (oy, ox) of tap (i, j)
-    reads, or -1 where it reads padding."""
-    table = np.empty((kh * kw, ho * wo), np.int64)
+    reads, or -1 where it reads padding (the valid ranges are _tap_ranges', as for the view
+    loops)."""
+    table = np.full((kh * kw, ho * wo), -1, np.int64)
     for tap in range(kh * kw):
-        i, j = tap // kw, tap % kw
-        for oy in range(ho):
-            iy = oy * sh + i * dh - top
-            for ox in range(wo):
-                ix = ox * sw + j * dw - left
-                inside = 0 <= iy < height and 0 <= ix < width
-                table[tap, oy * wo + ox] = iy * width + ix if inside else -1
+        row_offset, offset, lo, hi, row_lo, row_hi, _, _ = _tap_ranges(
+            tap, kh, kw, sh, sw, dh, dw, top, left, ho, wo, height, width)
+        for oy in range(row_lo, row_hi):
+            for ox in range(lo, hi):
+                table[tap, oy * wo + ox] = (oy * sh + row_offset) * width + ox * sw + offset
     return table
 
 

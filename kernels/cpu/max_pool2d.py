@@ -60,6 +60,18 @@ def _forward_plane(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices, p):
             indices[p, oh, ow] = where
 
 
+@jit(inline="always")
+def _max_of_2x2(a, b, c, d, width):
+    """The window rule for the 2x2 window a b / c d: (maximum, its offset from a in the plane,
+    0, 1, width or width + 1)."""
+    take = (b > a) | (b != b)
+    best, where = (b, 1) if take else (a, 0)
+    take = (c > best) | (c != c)
+    best, where = (c, width) if take else (best, where)
+    take = (d > best) | (d != d)
+    return (d, width + 1) if take else (best, where)
+
+
 @jit
 def _forward_2x2(x, sh, sw, y, indices, start, stop):
     """_forward_plane for planes [start, stop) when the window is 2x2 with no padding or
@@ -74,14 +86,10 @@ def _forward_2x2(x, sh, sw, y, indices, start, stop):
             read, out = p * height * width + first, (p * ho + oh) * wo
             for ow in range(wo):
                 w = read + ow * sw
-                best, where = x_flat[w], first + ow * sw
-                for value, step in ((x_flat[w + 1], 1), (x_flat[w + width], width),
-                                    (x_flat[w + width + 1], width + 1)):
-                    take = (value > best) | (value != value)
-                    best = value if take else best
-                    where = first + ow * sw + step if take else where
+                best, where = _max_of_2x2(x_flat[w], x_flat[w + 1], x_flat[w + width],
+                                          x_flat[w + width + 1], width)
                 y_flat[out + ow] = best
-                index_flat[out + ow] = where
+                index_flat[out + ow] = first + ow * sw + where
 
 
 @jit
@@ -97,13 +105,8 @@ def _forward_2x2_rows(x, y, indices, start, stop):
             y_row, index_row = y[p, oh], indices[p, oh]
             first = 2 * oh * width
             for ow in range(y.shape[2]):
-                a, b, c, d = top[2 * ow], top[2 * ow + 1], bottom[2 * ow], bottom[2 * ow + 1]
-                take = (b > a) | (b != b)
-                best, where = (b, 1) if take else (a, 0)
-                take = (c > best) | (c != c)
-                best, where = (c, width) if take else (best, where)
-                take = (d > best) | (d != d)
-                best, where = (d, width + 1) if take else (best, where)
+                best, where = _max_of_2x2(top[2 * ow], top[2 * ow + 1], bottom[2 * ow],
+                                          bottom[2 * ow + 1], width)
                 y_row[ow] = best
                 index_row[ow] = first + 2 * ow + where
 
