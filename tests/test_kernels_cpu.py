@@ -83,3 +83,27 @@ def test_user_environment_is_the_environment_before_our_defaults():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, check=True)
     assert result.stdout.split() == ["passive", "False", "False", "4"]
+
+
+def test_one_pass_statistics_keep_float64_precision_far_from_zero_and_with_an_outlier_shift():
+    """shifted_moments takes var = mean(d^2) - mean(d)^2 of d = x - x[0] in one pass: exact
+    enough only because of the shift (unshifted, 1e8 + 1e-3·N(0,1) in float64 cancels every
+    digit of the 1e-6 variance), and it loses at most log10(n + 1) digits when the first
+    element, the shift, is an outlier."""
+    from kernels import reference
+
+    rng = np.random.default_rng(3)
+    far = 1e8 + 1e-3 * rng.standard_normal((6, 509))
+    outlier = rng.standard_normal((6, 509)).astype(np.float32)
+    outlier[:, 0] = 1e4
+    # the reference sees far - 1e8 (exact: every value is within a factor 2 of 1e8), which
+    # normalizes the same; its own unshifted sums of far would be off by ~1e-4 normalized
+    for x, same_normalized, tol in ((far, far - 1e8, 1e-9), (outlier, outlier, 1e-5)):
+        y_ref, _, inv_std_ref = reference.layer_norm_forward(
+            same_normalized.astype(np.float64), None, None, 0.0)
+        y, _, inv_std = cpu.layer_norm_forward(x, None, None, 0.0)
+        np.testing.assert_allclose(y, y_ref, rtol=0, atol=tol)
+        np.testing.assert_allclose(inv_std, inv_std_ref, rtol=tol)
+        y, _, inv_std, _ = cpu.group_norm_forward(x.reshape(6, 1, 509), 1, None, None, 0.0)
+        np.testing.assert_allclose(y.reshape(x.shape), y_ref, rtol=0, atol=tol)
+        np.testing.assert_allclose(inv_std.ravel(), inv_std_ref, rtol=tol)

@@ -3,7 +3,7 @@
 Forward, per row (set of n = cols elements):
     mu, var from `shifted_moments`; r = 1/sqrt(var + eps)
     y = ((x - K) - centre)·r·weight + bias            (mu = K + centre)
-    traffic: read x, write y = 2·E·s (the stats passes re-read the row from L1).
+    traffic: read x, write y = 2·E·s (the output pass re-reads the row from L1).
 
 Backward, per row, g = dy·weight:
     dx = (r/n)·(n·g - sum(g) - xhat·sum(g·xhat)), g - mean(g) formed before scaling by r
