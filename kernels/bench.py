@@ -11,14 +11,17 @@
 
 `tinygrad-norm bench` takes the same options and adds the layer table (autograd included).
 
-Method: every case of kernels/cases.py at every size. Ours and PyTorch's twin (the aten
-kernels behind its layers, no autograd) run interleaved in one process with the same thread
-count; each time is the median of `--repeat` calls (wall time on the CPU, CUDA events around
-each call on a GPU, so launch overhead counts). Sizes are the working set of x in MiB
+Method: every case of kernels/cases.py at every size, ours against PyTorch's twin (the aten
+kernels behind its layers, no autograd). On the CPU each framework runs in its own process,
+as its users run it (PyTorch's without our thread defaults: sharing a process, our passive
+OpenMP wait slowed PyTorch's small calls, and its spinning threads with OMP_WAIT_POLICY=active
+slowed ours), `--rounds` processes each, alternating; a time is the median over the rounds of
+each process's median of `--repeat` calls. On a GPU both run interleaved in one process,
+timed by CUDA events around each call, so launch overhead counts. Sizes are the working set of x in MiB
 (2^20 bytes of float32), or 'small' for the shapes the examples train with. Achieved GB/s
 uses each case's minimum traffic (kernels/cases.py), and 'copy' is a parallel read + write
-copy of the same size measured in the same run (a device-to-device copy on a GPU), so the two
-are comparable. Without PyTorch (or, for cuda, without PyTorch's CUDA build) its columns are
+copy of the same size measured in the same process as our kernels (a device-to-device copy on
+a GPU), so the two are comparable. Without PyTorch (or, for cuda, without PyTorch's CUDA build) its columns are
 empty and a note says so.
 """
 
@@ -56,7 +59,7 @@ def _parallel_copy(source, target):
 class Device:
     """What differs between the devices: arrays, the clock, the copy, PyTorch's twin."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, with_torch: bool = True) -> None:
         from numba import config
 
         self.name = name
@@ -71,7 +74,8 @@ class Device:
             import cupy
 
             self.xp = cupy
-        self.torch, self.torch_note = _torch_for(name, self.simulator)
+        self.torch, self.torch_note = (_torch_for(name, self.simulator) if with_torch
+                                       else (None, None))
 
     def array(self, host):
         return host if host is None or self.xp is np else self.xp.asarray(host)
@@ -119,8 +123,7 @@ def _torch_for(device: str, simulator: bool):
         import torch
     except ImportError:
         return None, "PyTorch is not installed: its columns are empty (pip install torch==2.13.0)"
-    if device == "cpu":
-        torch.set_num_threads(numba.get_num_threads())
+    if device == "cpu":  # in its own process, with its own default threads
         return torch, None
     if simulator or not torch.cuda.is_available():
         return None, "PyTorch has no CUDA device here: its columns are empty"
@@ -157,21 +160,40 @@ def shapes(case, size: str) -> list[tuple]:
     return [(max(1, elements // (64 * 4096)), 64, 4096)]
 
 
-def time_case(device: Device, case, shape: tuple, repeat: int, copy: float) -> list[dict]:
-    """Forward and backward rows of one case at one shape, ours and PyTorch's interleaved."""
+def _calls(device: Device, case, shape: tuple, framework: str) -> tuple:
+    """(forward, backward) callables of one framework at one shape: our kernels, or PyTorch's
+    twin ((None, None) where there is none)."""
     host = case.inputs(shape)
     inputs = {k: device.array(v) if isinstance(v, np.ndarray) else v for k, v in host.items()}
-    saved = case.run_forward(device.kernels, inputs)
-    ours = (lambda: case.run_forward(device.kernels, inputs),
-            lambda: case.run_backward(device.kernels, inputs, saved))
-    theirs = (None, None)
-    if device.torch is not None and case.torch_twin is not None:
-        tensors = torch_tensors(device.torch, inputs, "cpu" if device.name == "cpu" else "cuda")
-        theirs = case.torch_twin(device.torch, tensors, True)
+    if framework == "ours":
+        saved = case.run_forward(device.kernels, inputs)
+        return (lambda: case.run_forward(device.kernels, inputs),
+                lambda: case.run_backward(device.kernels, inputs, saved))
+    if device.torch is None or case.torch_twin is None:
+        return None, None
+    tensors = torch_tensors(device.torch, inputs, "cpu" if device.name == "cpu" else "cuda")
+    return case.torch_twin(device.torch, tensors, True)
+
+
+def _row(case, direction: str, shape: tuple, ours_s: float, torch_s: float | None,
+         copy: float) -> dict:
     elements = int(np.prod(shape))
+    traffic = case.traffic[("forward", "backward").index(direction)]
+    gbps = traffic * elements * 4 / ours_s / 1e9
+    return dict(op=case.name, direction=direction, shape=list(shape),
+                mib=round(elements * 4 / MIB, 3), ours_us=ours_s * 1e6,
+                torch_us=None if torch_s is None else torch_s * 1e6,
+                speedup=None if torch_s is None else torch_s / ours_s,
+                ours_gbps=gbps, copy_gbps=copy, fraction_of_copy=gbps / copy)
+
+
+def time_case(device: Device, case, shape: tuple, repeat: int, copy: float) -> list[dict]:
+    """Forward and backward rows of one case at one shape, ours and PyTorch's interleaved in
+    this process (the GPU's method)."""
+    ours = _calls(device, case, shape, "ours")
+    theirs = _calls(device, case, shape, "torch")
     rows = []
-    for direction, mine, twin, traffic in zip(("forward", "backward"), ours, theirs,
-                                              case.traffic):
+    for direction, mine, twin in zip(("forward", "backward"), ours, theirs):
         mine()  # compile, fill the buffer pools
         if twin is not None:
             twin()
@@ -180,14 +202,8 @@ def time_case(device: Device, case, shape: tuple, repeat: int, copy: float) -> l
             mine_times.append(device.seconds(mine))
             if twin is not None:
                 twin_times.append(device.seconds(twin))
-        ours_s = statistics.median(mine_times)
-        torch_s = statistics.median(twin_times) if twin_times else None
-        gbps = traffic * elements * 4 / ours_s / 1e9
-        rows.append(dict(op=case.name, direction=direction, shape=list(shape),
-                         mib=round(elements * 4 / MIB, 3), ours_us=ours_s * 1e6,
-                         torch_us=None if torch_s is None else torch_s * 1e6,
-                         speedup=None if torch_s is None else torch_s / ours_s,
-                         ours_gbps=gbps, copy_gbps=copy, fraction_of_copy=gbps / copy))
+        rows.append(_row(case, direction, shape, statistics.median(mine_times),
+                         statistics.median(twin_times) if twin_times else None, copy))
     return rows
 
 
@@ -205,16 +221,95 @@ def print_table(rows: list[dict]) -> None:
               f"{r['copy_gbps']:7.1f} {100 * r['fraction_of_copy']:6.0f}%")
 
 
-def kernel_table(device: Device, sizes: list[str], repeat: int) -> list[dict]:
-    rows = []
-    copy_by_bytes: dict[int, float] = {}  # one copy measurement per working-set size
+def _cases_at(device: Device, sizes: list[str]):
+    """(case, shape) of every case this device has, at every size, in table order."""
     for size in sizes:
         for case in (c for c in CASES if device.name in c.backends):
             for shape in shapes(case, size):
-                nbytes = max(int(np.prod(shape)) * 4, MIB)
-                if nbytes not in copy_by_bytes:
-                    copy_by_bytes[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
-                rows += time_case(device, case, shape, repeat, copy_by_bytes[nbytes])
+                yield case, shape
+
+
+def kernel_table(device: Device, sizes: list[str], repeat: int) -> list[dict]:
+    """Rows of every case, ours and PyTorch's interleaved in this process."""
+    rows = []
+    copy_by_bytes: dict[int, float] = {}  # one copy measurement per working-set size
+    for case, shape in _cases_at(device, sizes):
+        nbytes = max(int(np.prod(shape)) * 4, MIB)
+        if nbytes not in copy_by_bytes:
+            copy_by_bytes[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
+        rows += time_case(device, case, shape, repeat, copy_by_bytes[nbytes])
+    return rows
+
+
+def _loaded_before(first: str, second: str) -> bool:
+    """Whether module `first` was imported before `second` (sys.modules keeps import order)."""
+    order = list(sys.modules)
+    return first in order and (second not in order or order.index(first) < order.index(second))
+
+
+def _worker_times(framework: str, sizes: list[str], repeat: int) -> dict:
+    """In a worker process: the median seconds of each case's forward and backward for one
+    framework on the CPU, in ours the copy bandwidth of each size, and which of torch and
+    kernels this process loaded first."""
+    device = Device("cpu", with_torch=framework == "torch")
+    times = []
+    copy_by_bytes: dict[int, float] = {}
+    for case, shape in _cases_at(device, sizes):
+        copy = None
+        if framework == "ours":
+            nbytes = max(int(np.prod(shape)) * 4, MIB)
+            if nbytes not in copy_by_bytes:
+                copy_by_bytes[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
+            copy = copy_by_bytes[nbytes]
+        for direction, call in zip(("forward", "backward"),
+                                   _calls(device, case, shape, framework)):
+            if call is not None:
+                times.append(dict(op=case.name, direction=direction, shape=list(shape),
+                                  seconds=median_seconds(call, repeat), copy_gbps=copy))
+    return dict(times=times, torch_loaded="torch" in sys.modules,
+                torch_before_kernels=_loaded_before("torch", "kernels"))
+
+
+# PyTorch's worker imports torch before this package: importing kernels sets our thread
+# defaults (OMP_WAIT_POLICY=passive among them), which an OpenMP runtime reads when it loads
+_TORCH_FIRST = ("import sys, runpy, torch; "
+                "runpy.run_module('kernels.bench', run_name='__main__', alter_sys=True)")
+
+
+def _run_worker(framework: str, sizes: list[str], repeat: int) -> dict:
+    from kernels import user_environment
+
+    start = ([sys.executable, "-m", "kernels.bench"] if framework == "ours"
+             else [sys.executable, "-c", _TORCH_FIRST])
+    done = subprocess.run(start + ["--worker", framework, "--sizes", ",".join(sizes),
+                                   "--repeat", str(repeat)],
+                          capture_output=True, text=True, env=user_environment())
+    if done.returncode != 0:
+        raise RuntimeError(f"{framework} kernel worker failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def own_process_table(sizes: list[str], repeat: int, rounds: int, has_torch: bool
+                      ) -> list[dict]:
+    """Rows of every CPU case, each framework timed in its own processes, `rounds` of them
+    alternating; per case the median over the rounds."""
+    frameworks = ["ours", "torch"] if has_torch else ["ours"]
+    seconds: dict = {f: {} for f in frameworks}
+    copies: dict = {}
+    for round_ in range(rounds):
+        for framework in (frameworks if round_ % 2 == 0 else frameworks[::-1]):
+            for t in _run_worker(framework, sizes, repeat)["times"]:
+                key = (t["op"], t["direction"], tuple(t["shape"]))
+                seconds[framework].setdefault(key, []).append(t["seconds"])
+                if t["copy_gbps"] is not None:
+                    copies.setdefault(key, []).append(t["copy_gbps"])
+    by_name = {case.name: case for case in CASES}
+    rows = []
+    for (op, direction, shape), ours in seconds["ours"].items():  # in table order
+        theirs = seconds.get("torch", {}).get((op, direction, shape))
+        rows.append(_row(by_name[op], direction, shape, statistics.median(ours),
+                         None if theirs is None else statistics.median(theirs),
+                         statistics.median(copies[(op, direction, shape)])))
     return rows
 
 
@@ -325,6 +420,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=positive_int, default=15,
                         help="timed calls per case (median)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="processes per framework, alternating (CPU; with --train: per "
+                             "model); default 3")
+    parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shapes, one call each: checks the code paths (simulator ok)")
     for flag, what in (("--crossover", "serial vs parallel LayerNorm forward (CPU)"),
@@ -358,7 +457,6 @@ def run(args: argparse.Namespace) -> dict | None:
         reason = cuda_unavailable_reason(args.smoke)
         if reason is not None:
             raise SystemExit(f"cuda benchmark cannot run: {reason}")
-    device = Device(args.device)
     repeat = 1 if args.smoke else args.repeat
     sizes = ["smoke"] if args.smoke else (args.sizes or DEFAULT_SIZES[args.device]).split(",")
     for size in sizes:
@@ -367,20 +465,24 @@ def run(args: argparse.Namespace) -> dict | None:
                 float(size)
             except ValueError:
                 raise SystemExit(f"--sizes takes 'small' and MiB numbers, got {size!r}") from None
+    if args.worker:  # one framework's times, as JSON, for own_process_table
+        print(json.dumps(_worker_times(args.worker, sizes, repeat)))
+        return None
+    device = Device(args.device)
+    rounds = 1 if args.smoke else args.rounds
+    method = (f"each framework in its own process, {rounds} round(s) alternating, median of "
+              f"{repeat} calls per process" if device.name == "cpu" else
+              f"interleaved, median of {repeat}")
     print(f"{device.description()}, torch "
-          f"{None if device.torch is None else device.torch.__version__}, float32, median of "
-          f"{repeat}\n")
+          f"{None if device.torch is None else device.torch.__version__}, float32, {method}\n")
     if device.torch_note:
         print(f"note: {device.torch_note}\n")
-    if device.name == "cpu" and os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive":
-        print("note: PyTorch shares this process's OpenMP runtime, and passive waiting (our\n"
-              "default, safe on a busy machine) makes its small multi-threaded calls several\n"
-              "times slower; on a quiet machine OMP_WAIT_POLICY=active compares like with like\n")
-    rows = kernel_table(device, sizes, repeat)
+    rows = (own_process_table(sizes, repeat, rounds, device.torch is not None)
+            if device.name == "cpu" else kernel_table(device, sizes, repeat))
     print_table(rows)
     report = dict(meta=dict(device=device.description(), machine=platform.machine(),
                             processor=platform.processor(), threads=numba.get_num_threads(),
-                            numba=numba.__version__, repeat=repeat,
+                            numba=numba.__version__, repeat=repeat, rounds=rounds,
                             torch=None if device.torch is None else device.torch.__version__,
                             torch_note=device.torch_note, units="MiB = 2^20 bytes of x"),
                   rows=rows)

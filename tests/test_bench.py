@@ -146,10 +146,43 @@ def test_train_bench_layer_table_times_every_layer_in_each_framework_alone(capsy
     as the step workers are), every layer of LAYERS_16MB in it, in the report and printed."""
     from tinygrad_norm import train_bench
 
-    rows = train_bench._layer_table(1, ["ours", "torch"])
+    rows = train_bench.layer_table(1, train_bench.TABLE_16MB, ["ours", "torch"])
     assert [row["layer"] for row in rows] == [name for name, _, _ in train_bench.LAYERS_16MB]
     assert all(row["ours_us"] > 0 and row["torch_us"] > 0 for row in rows)
     assert "InstanceNorm2d" in capsys.readouterr().out
+
+
+def test_cpu_kernel_table_times_each_framework_in_its_own_process():
+    """On the CPU our kernels and PyTorch's twins never share a process: ours without torch
+    loaded, PyTorch's with torch loaded before this package (whose import sets the OpenMP wait
+    policy that a runtime reads when it loads), both in the user's environment; the table
+    keeps the order of kernels/cases.py and takes the copy from our process."""
+    from kernels import bench
+
+    ours = bench._run_worker("ours", ["smoke"], 1)
+    theirs = bench._run_worker("torch", ["smoke"], 1)
+    assert not ours["torch_loaded"]
+    assert theirs["torch_loaded"] and theirs["torch_before_kernels"]
+    assert all(t["copy_gbps"] > 0 for t in ours["times"])
+    assert all(t["copy_gbps"] is None for t in theirs["times"])
+    twins = {(t["op"], t["direction"]) for t in theirs["times"]}
+    assert twins == {key for key in expected_rows("cpu") if BY_NAME[key[0]].torch_twin}
+    rows = bench.own_process_table(["smoke"], 1, 2, has_torch=True)
+    order = [case.name for case in CASES if "cpu" in case.backends]
+    assert [r["op"] for r in rows[::2]] == order
+    assert all((r["torch_us"] is not None) == bool(BY_NAME[r["op"]].torch_twin) for r in rows)
+
+
+def test_small_layer_table_times_the_examples_shapes_in_own_processes(capsys):
+    """`tinygrad-norm bench`'s layer table: LAYERS_SMALL through the same workers as the 16 MB
+    table, both frameworks filled."""
+    from tinygrad_norm import train_bench
+
+    rows = train_bench.layer_table(1, train_bench.TABLE_SMALL, ["ours", "torch"])
+    assert [(r["layer"], tuple(r["shape"])) for r in rows] == [
+        (name, shape) for name, _, shape in train_bench.LAYERS_SMALL]
+    assert all(r["ours_us"] > 0 and r["torch_us"] > 0 for r in rows)
+    assert "64x16x8x8" in capsys.readouterr().out
 
 
 def test_train_bench_worker_refuses_to_run_alone():

@@ -10,7 +10,7 @@ import pytest
 
 import kernels.bench
 import tinygrad_norm as tn
-import tinygrad_norm.layer_bench
+import tinygrad_norm.train_bench
 from tinygrad_norm.cli import main
 
 
@@ -83,6 +83,7 @@ def test_bench_json_equals_path_writes_the_layer_rows_too(form, tmp_path, monkey
         return {"rows": []}
 
     monkeypatch.setattr(kernels.bench, "run", kernel_table)
-    monkeypatch.setattr(tinygrad_norm.layer_bench, "main", lambda: [{"layer": "LayerNorm"}])
+    monkeypatch.setattr(tinygrad_norm.train_bench, "layer_table",
+                        lambda rounds, table: [{"layer": "LayerNorm"}])
     assert main(["bench", *(a.format(path=path) for a in form)]) == 0
     assert json.loads(path.read_text()) == {"rows": [], "layers": [{"layer": "LayerNorm"}]}

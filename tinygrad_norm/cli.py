@@ -99,9 +99,9 @@ def _bench(args) -> int:
         return 0
     report = bench.run(args)
     if report is not None and args.device == "cpu" and not args.smoke and not args.no_layers:
-        from .layer_bench import main as layer_bench_main
+        from . import train_bench
 
-        report["layers"] = layer_bench_main()
+        report["layers"] = train_bench.layer_table(args.rounds, train_bench.TABLE_SMALL)
     if report is not None and args.json:
         bench.write_json(report, args.json)
     return 0
@@ -133,8 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--train", action="store_true",
                        help="time one SGD step of five models, ours and PyTorch's, each in its "
                             "own process (tinygrad_norm/train_bench.py), then the layers at 16 MB")
-    bench.add_argument("--rounds", type=kernel_bench.positive_int, default=3,
-                       help="with --train: processes per framework and model (default 3)")
     bench.set_defaults(run=_bench)
     return parser
 

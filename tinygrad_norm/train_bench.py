@@ -18,7 +18,8 @@ names used here. A last row times only the MLP step's eight matrix products, Num
 torch's, the same way (the BLAS libraries' share of the MLPs' gap). Then the normalization
 layers alone at 16 MB working sets (LAYERS_16MB, forward+backward with autograd), also each
 framework in its own processes: in ours, PyTorch's LayerNorm at 16 MB measured about 1.2x
-slower (OMP_WAIT_POLICY=passive).
+slower (OMP_WAIT_POLICY=passive). `tinygrad-norm bench` (without --train) times the same
+layers at the examples' shapes (LAYERS_SMALL) the same way, after the kernel table.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ CLASSES = 10
 LR, MOMENTUM = 0.01, 0.9
 # (layer name, constructor args, input shape): the normalization layers at 16 MiB float32
 # inputs (4 Mi elements), past the caches, where memory traffic decides
+# (layer, constructor args, input shape) of the two layer tables: the examples' MLP width and
+# CNN feature maps, and 16 MB working sets
+LAYERS_SMALL = [
+    ("BatchNorm1d", (128,), (64, 128)),
+    ("LayerNorm", (128,), (64, 128)),
+    ("RMSNorm", (128,), (64, 128)),
+    ("BatchNorm2d", (16,), (64, 16, 8, 8)),
+    ("GroupNorm", (4, 16), (64, 16, 8, 8)),
+    ("InstanceNorm2d", (16,), (64, 16, 8, 8)),
+]
 LAYERS_16MB = [
     ("BatchNorm1d", (1024,), (4096, 1024)),
     ("LayerNorm", (1024,), (4096, 1024)),
@@ -57,7 +68,9 @@ LAYERS_16MB = [
     ("GroupNorm", (8, 64), (64, 64, 32, 32)),
     ("InstanceNorm2d", (64,), (64, 64, 32, 32)),
 ]
-LAYERS = "layers_16mb"  # the --model of a worker that times LAYERS_16MB
+TABLE_16MB, TABLE_SMALL = "layers_16mb", "layers_small"  # --model of a layer-table worker
+# each table's layers and the timed calls per process (a small layer takes ~100 us)
+LAYER_TABLES = {TABLE_16MB: (LAYERS_16MB, 10), TABLE_SMALL: (LAYERS_SMALL, 50)}
 
 
 def _digits_cnn(nn):
@@ -150,9 +163,10 @@ def _products_step(framework: str):
     return step
 
 
-def _layer_times(framework: str, repeat: int = 10) -> dict:
-    """Median forward+backward seconds of each LAYERS_16MB layer in this process, autograd
-    included, on a fresh leaf input each call (no copy of it on either side)."""
+def _layer_times(framework: str, table: str = TABLE_16MB) -> dict:
+    """Median forward+backward seconds of each layer of LAYER_TABLES[table] in this process,
+    autograd included, on a fresh leaf input each call (no copy of it on either side)."""
+    layers, repeat = LAYER_TABLES[table]
     if framework == "ours":
         from . import nn
         from .tensor import Tensor
@@ -170,7 +184,7 @@ def _layer_times(framework: str, repeat: int = 10) -> dict:
         upstream = torch.from_numpy
     rng = np.random.default_rng(0)
     times = {}
-    for name, args, shape in LAYERS_16MB:
+    for name, args, shape in layers:
         x = rng.standard_normal(shape).astype(np.float32)
         dy = upstream(rng.standard_normal(shape).astype(np.float32))
         layer = getattr(nn, name)(*args)
@@ -184,8 +198,8 @@ def _layer_times(framework: str, repeat: int = 10) -> dict:
 
 def _worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
     """Time steps in this process: `warmup` untimed, then at least 5 and about `seconds`."""
-    if model == LAYERS:
-        return {"layers_s": _layer_times(framework),
+    if model in LAYER_TABLES:
+        return {"layers_s": _layer_times(framework, model),
                 "tinygrad_norm_imported": "tinygrad_norm" in sys.modules}
     if model == PRODUCTS:
         step = _products_step(framework)
@@ -270,22 +284,25 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
         print(f"geomean of ours/PyTorch speed: {report['geomean_speed_ratio']:.2f}")
     report["autograd"] = autograd_overhead()
     if layers:
-        report["layers_16mb"] = _layer_table(rounds, frameworks)
+        report["layers_16mb"] = layer_table(rounds, TABLE_16MB, frameworks)
     return report
 
 
-def _layer_table(rounds: int, frameworks: list[str]) -> list[dict]:
-    """LAYERS_16MB forward+backward, each framework in its own processes as the steps are
-    (alternating, `rounds` rounds); per layer the best round's median."""
+def layer_table(rounds: int, table: str = TABLE_16MB, frameworks: list[str] | None = None
+                ) -> list[dict]:
+    """Forward+backward of the layers of LAYER_TABLES[table], each framework in its own
+    processes as the steps are (alternating, `rounds` rounds); per layer the best round's
+    median. Printed and returned."""
+    frameworks = frameworks or (["ours", "torch"] if _has_torch() else ["ours"])
     best: dict = {f: {} for f in frameworks}
     for round_ in range(rounds):
         for framework in (frameworks if round_ % 2 == 0 else frameworks[::-1]):
-            for name, seconds in _run_worker(framework, LAYERS, 0, 0)["layers_s"].items():
+            for name, seconds in _run_worker(framework, table, 0, 0)["layers_s"].items():
                 best[framework][name] = min(seconds, best[framework].get(name, float("inf")))
     rows = []
     print(f"\n{'layer (forward+backward, autograd)':36s} {'shape':>12s} {'ours us':>9s} "
           f"{'torch us':>9s} {'speedup':>8s}")
-    for name, _, shape in LAYERS_16MB:
+    for name, _, shape in LAYER_TABLES[table][0]:
         ours = best["ours"][name]
         theirs = best["torch"][name] if "torch" in best else None
         rows.append(dict(layer=name, shape=list(shape), ours_us=ours * 1e6,
@@ -356,7 +373,8 @@ def _print_steps(rows: list[dict], rounds: int, has_torch: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--model", choices=[*MODELS, PRODUCTS, LAYERS], help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=[*MODELS, PRODUCTS, *LAYER_TABLES],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
