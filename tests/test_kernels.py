@@ -49,7 +49,9 @@ def _shapes(case, backend: str) -> list:
         return [(shape, None) for shape in shapes]
     shapes = NCS_SHAPES + (NCS_SHAPES_CPU_ONLY if backend == "cpu" else [])
     if case.name == "InstanceNorm":
-        return [(shape, shape[1]) for shape, _ in shapes]
+        # GroupNorm's kernels with one channel per group: where GroupNorm's own count is
+        # already C, its case made these very calls (same inputs and variants), so None
+        return [None if groups == shape[1] else (shape, shape[1]) for shape, groups in shapes]
     return shapes if case.name == "GroupNorm" else [(shape, None) for shape, _ in shapes]
 
 
@@ -90,7 +92,10 @@ def check_case(backend: str, case, shape: tuple, num_groups, dtype, affine: bool
 def test_kernels_match_reference(backend, case):
     if backend not in case.backends:
         pytest.skip(f"{case.name} has no {backend} kernels yet (kernels/api.py)")
-    for index, (shape, num_groups) in enumerate(_shapes(case, backend)):
+    for index, shape_and_groups in enumerate(_shapes(case, backend)):
+        if shape_and_groups is None:
+            continue
+        shape, num_groups = shape_and_groups
         for dtype, affine in _variants(backend, index):
             check_case(backend, case, shape, num_groups, dtype, affine,
                        check_mask=backend == "cpu" or index == 0)
