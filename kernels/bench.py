@@ -12,17 +12,17 @@
 `tinygrad-norm bench` takes the same options and adds the layer table (autograd included).
 
 Method: every case of kernels/cases.py at every size, ours against PyTorch's twin (the aten
-kernels behind its layers, no autograd). On the CPU each framework runs in its own process,
-as its users run it (PyTorch's without our thread defaults: sharing a process, our passive
-OpenMP wait slowed PyTorch's small calls, and its spinning threads with OMP_WAIT_POLICY=active
-slowed ours), `--rounds` processes each, alternating; a time is the median over the rounds of
-each process's median of `--repeat` calls. On a GPU both run interleaved in one process,
-timed by CUDA events around each call, so launch overhead counts. Sizes are the working set of x in MiB
-(2^20 bytes of float32), or 'small' for the shapes the examples train with. Achieved GB/s
-uses each case's minimum traffic (kernels/cases.py), and 'copy' is a parallel read + write
-copy of the same size measured in the same process as our kernels (a device-to-device copy on
-a GPU), so the two are comparable. Without PyTorch (or, for cuda, without PyTorch's CUDA build) its columns are
-empty and a note says so.
+kernels behind its layers, no autograd). On the CPU each framework runs in its own process, as
+its users run it (PyTorch's without our thread defaults: sharing a process, our passive OpenMP
+wait slowed PyTorch's small calls, and its spinning threads with OMP_WAIT_POLICY=active slowed
+ours), `--rounds` processes each, alternating; a time is the median over the rounds of each
+process's median of `--repeat` calls. On a GPU both run interleaved in one process, timed by
+CUDA events around each call, so launch overhead counts. Sizes are the working set of x in MiB
+(2^20 bytes of float32), or 'small' for the shapes the examples train with. Achieved GB/s uses
+each case's minimum traffic (kernels/cases.py), and 'copy' is a parallel read + write copy of
+the same size measured in the same process as our kernels (a device-to-device copy on a GPU),
+so the two are comparable. Without PyTorch (or, for cuda, without PyTorch's CUDA build) its
+columns are empty and a note says so.
 """
 
 from __future__ import annotations
@@ -229,15 +229,19 @@ def _cases_at(device: Device, sizes: list[str]):
                 yield case, shape
 
 
+def _copy_for(device: Device, shape: tuple, repeat: int, measured: dict) -> float:
+    """The copy bandwidth at this shape's working set, measured once per size (`measured`)."""
+    nbytes = max(int(np.prod(shape)) * 4, MIB)
+    if nbytes not in measured:
+        measured[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
+    return measured[nbytes]
+
+
 def kernel_table(device: Device, sizes: list[str], repeat: int) -> list[dict]:
     """Rows of every case, ours and PyTorch's interleaved in this process."""
-    rows = []
-    copy_by_bytes: dict[int, float] = {}  # one copy measurement per working-set size
+    rows, copies = [], {}
     for case, shape in _cases_at(device, sizes):
-        nbytes = max(int(np.prod(shape)) * 4, MIB)
-        if nbytes not in copy_by_bytes:
-            copy_by_bytes[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
-        rows += time_case(device, case, shape, repeat, copy_by_bytes[nbytes])
+        rows += time_case(device, case, shape, repeat, _copy_for(device, shape, repeat, copies))
     return rows
 
 
@@ -252,15 +256,9 @@ def _worker_times(framework: str, sizes: list[str], repeat: int) -> dict:
     framework on the CPU, in ours the copy bandwidth of each size, and which of torch and
     kernels this process loaded first."""
     device = Device("cpu", with_torch=framework == "torch")
-    times = []
-    copy_by_bytes: dict[int, float] = {}
+    times, copies = [], {}
     for case, shape in _cases_at(device, sizes):
-        copy = None
-        if framework == "ours":
-            nbytes = max(int(np.prod(shape)) * 4, MIB)
-            if nbytes not in copy_by_bytes:
-                copy_by_bytes[nbytes] = device.copy_gbps(nbytes, 3 * repeat)
-            copy = copy_by_bytes[nbytes]
+        copy = _copy_for(device, shape, repeat, copies) if framework == "ours" else None
         for direction, call in zip(("forward", "backward"),
                                    _calls(device, case, shape, framework)):
             if call is not None:
