@@ -48,10 +48,9 @@ MODELS = {
 }
 CLASSES = 10
 LR, MOMENTUM = 0.01, 0.9
-# (layer name, constructor args, input shape): the normalization layers at 16 MiB float32
-# inputs (4 Mi elements), past the caches, where memory traffic decides
-# (layer, constructor args, input shape) of the two layer tables: the examples' MLP width and
-# CNN feature maps, and 16 MB working sets
+# (layer name, constructor args, input shape) of the two layer tables: the examples' MLP width
+# and CNN feature maps, and 16 MiB float32 inputs (4 Mi elements), past the private caches,
+# where memory traffic decides
 LAYERS_SMALL = [
     ("BatchNorm1d", (128,), (64, 128)),
     ("LayerNorm", (128,), (64, 128)),
