@@ -274,17 +274,28 @@ _TORCH_FIRST = ("import sys, runpy, torch; "
                 "runpy.run_module('kernels.bench', run_name='__main__', alter_sys=True)")
 
 
-def _run_worker(framework: str, sizes: list[str], repeat: int) -> dict:
+def worker_result(command: list[str], what: str) -> dict:
+    """Run one benchmark worker process in the user's environment (the one before our thread
+    defaults); its last line of output, as JSON."""
     from kernels import user_environment
 
+    done = subprocess.run(command, capture_output=True, text=True, env=user_environment())
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} worker failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def round_orders(frameworks: list[str], rounds: int) -> list[list[str]]:
+    """The order the frameworks run in, per round: which goes first swaps every round, so
+    drifting load hits both alike."""
+    return [frameworks if round_ % 2 == 0 else frameworks[::-1] for round_ in range(rounds)]
+
+
+def _run_worker(framework: str, sizes: list[str], repeat: int) -> dict:
     start = ([sys.executable, "-m", "kernels.bench"] if framework == "ours"
              else [sys.executable, "-c", _TORCH_FIRST])
-    done = subprocess.run(start + ["--worker", framework, "--sizes", ",".join(sizes),
-                                   "--repeat", str(repeat)],
-                          capture_output=True, text=True, env=user_environment())
-    if done.returncode != 0:
-        raise RuntimeError(f"{framework} kernel worker failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return worker_result(start + ["--worker", framework, "--sizes", ",".join(sizes),
+                                  "--repeat", str(repeat)], f"{framework} kernel")
 
 
 def own_process_table(sizes: list[str], repeat: int, rounds: int, has_torch: bool
@@ -294,8 +305,8 @@ def own_process_table(sizes: list[str], repeat: int, rounds: int, has_torch: boo
     frameworks = ["ours", "torch"] if has_torch else ["ours"]
     seconds: dict = {f: {} for f in frameworks}
     copies: dict = {}
-    for round_ in range(rounds):
-        for framework in (frameworks if round_ % 2 == 0 else frameworks[::-1]):
+    for order in round_orders(frameworks, rounds):
+        for framework in order:
             for t in _run_worker(framework, sizes, repeat)["times"]:
                 key = (t["op"], t["direction"], tuple(t["shape"]))
                 seconds[framework].setdefault(key, []).append(t["seconds"])

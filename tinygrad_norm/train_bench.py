@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 
@@ -235,32 +234,31 @@ def _worker_command(framework: str, model: str, warmup: int, seconds: float) -> 
 def _run_worker(framework: str, model: str, warmup: int, seconds: float) -> dict:
     """One worker process's result, run in the user's environment: what this process's
     environment was before `import tinygrad_norm` added its defaults."""
-    from kernels import user_environment
+    from kernels.bench import worker_result
 
-    done = subprocess.run(_worker_command(framework, model, warmup, seconds),
-                          capture_output=True, text=True, env=user_environment())
-    if done.returncode != 0:
-        raise RuntimeError(f"{framework} {model} worker failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return worker_result(_worker_command(framework, model, warmup, seconds),
+                         f"{framework} {model}")
 
 
-def _has_torch() -> bool:
+def _frameworks() -> list[str]:
+    """The frameworks to time: PyTorch's only where it is installed."""
     try:
         import torch  # noqa: F401
     except ImportError:
-        return False
-    return True
+        return ["ours"]
+    return ["ours", "torch"]
 
 
 def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
         seconds: float = 1.0, layers: bool = True) -> dict:
     """Time every model `rounds` times per framework, alternating; print and return the table."""
-    has_torch = _has_torch()
-    frameworks = ["ours", "torch"] if has_torch else ["ours"]
+    frameworks = _frameworks()
+    has_torch = "torch" in frameworks
     models = list(models or [*MODELS, PRODUCTS])
     times: dict = {m: {f: [] for f in frameworks} for m in models}
-    for round_ in range(rounds):
-        order = frameworks if round_ % 2 == 0 else frameworks[::-1]
+    from kernels.bench import round_orders
+
+    for order in round_orders(frameworks, rounds):
         for model in models:
             for framework in order:
                 times[model][framework].append(
@@ -292,10 +290,12 @@ def layer_table(rounds: int, table: str = TABLE_16MB, frameworks: list[str] | No
     """Forward+backward of the layers of LAYER_TABLES[table], each framework in its own
     processes as the steps are (alternating, `rounds` rounds); per layer the best round's
     median. Printed and returned."""
-    frameworks = frameworks or (["ours", "torch"] if _has_torch() else ["ours"])
+    frameworks = frameworks or _frameworks()
     best: dict = {f: {} for f in frameworks}
-    for round_ in range(rounds):
-        for framework in (frameworks if round_ % 2 == 0 else frameworks[::-1]):
+    from kernels.bench import round_orders
+
+    for order in round_orders(frameworks, rounds):
+        for framework in order:
             for name, seconds in _run_worker(framework, table, 0, 0)["layers_s"].items():
                 best[framework][name] = min(seconds, best[framework].get(name, float("inf")))
     rows = []
