@@ -164,6 +164,21 @@ def test_unsaved_inplace_changes_are_fine_and_torch_agrees():
     np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0, 1.0])
 
 
+def test_changing_an_input_whose_memory_nothing_saved_is_fine_and_torch_agrees():
+    # Exp saves its output, not its input: x may change before backward (the input's
+    # counter moves, but no saved array uses its memory); PyTorch allows it too
+    grads = []
+    for lib in (tn, torch):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        hidden = x * 1.0
+        out = hidden.exp().sum()
+        with lib.no_grad():
+            hidden.detach().zero_()  # shares hidden's version counter in both
+        out.backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+
+
 def test_optimizer_step_between_forward_and_backward_raises():
     w = tn.Tensor([1.0, 2.0], requires_grad=True)
     out = (w * w).sum()

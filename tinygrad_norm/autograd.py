@@ -160,34 +160,30 @@ def _memory_root(array):
     return array
 
 
-def _saved_versions(saved: tuple, tensors: list) -> tuple:
-    """(counter, version, dtype, shape) of each tensor whose memory a saved array uses.
-    Written out flat (no helper calls, the owner case first): it runs for every op that
-    saves something, and was a third of Function.apply's time."""
-    roots = set()
-    for a in saved:
-        if a is not None:
-            roots.add(id(a) if getattr(a, "base", None) is None else id(_memory_root(a)))
-    if not roots:
-        return ()
-    found = []
-    for t in tensors:
-        data = t.data
-        root = id(data) if getattr(data, "base", None) is None else id(_memory_root(data))
-        if root in roots:
-            counter = t._version_counter
-            found.append((counter, counter.value, data.dtype, data.shape))
-    return tuple(found)
+def _versions(tensors: list) -> list:
+    """(counter, version, array) of each tensor an op touched, taken when it saves something.
+    Whose memory the saved arrays share is worked out only when a counter has moved (at
+    backward, in `_check_saved_versions`): this runs for every op that saves, and matching
+    memory roots here was the largest part of Function.apply's time."""
+    return [(t._version_counter, t._version_counter.value, t.data) for t in tensors]
 
 
 def _check_saved_versions(ctx) -> None:
-    for counter, version, dtype, shape in ctx.saved_versions:
-        if counter.value != version:
+    """Refuse to run backward when a tensor whose memory a saved array uses was changed in
+    place since the forward (its version counter moved), as PyTorch does."""
+    saved_roots = None
+    for counter, version, data in ctx.saved_versions:
+        if counter.value == version:
+            continue
+        if saved_roots is None:
+            saved_roots = {id(_memory_root(a)) for a in ctx.saved_tensors if a is not None}
+        if id(_memory_root(data)) in saved_roots:
             raise RuntimeError(
                 f"one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{dtype} {list(shape)}], saved by {ctx.function.__name__}, "
-                f"is at version {counter.value}; expected version {version} instead. Compute "
-                f"on a copy (t.clone()), or change the tensor only after backward()"
+                f"inplace operation: [{data.dtype} {list(data.shape)}], saved by "
+                f"{ctx.function.__name__}, is at version {counter.value}; expected version "
+                f"{version} instead. Compute on a copy (t.clone()), or change the tensor only "
+                f"after backward()"
             )
 
 
@@ -237,7 +233,8 @@ class Function:
             result._requires_grad = True
             result._ctx = ctx
             if ctx.saved_tensors:
-                ctx.saved_versions = _saved_versions(ctx.saved_tensors, tensors + [result])
+                tensors.append(result)
+                ctx.saved_versions = _versions(tensors)
         return result
 
 
@@ -286,7 +283,7 @@ def _topological_order(root) -> list:
         stack.append((node, True))
         if node._ctx is not None:
             for parent in node._ctx.parents:
-                if getattr(parent, "requires_grad", False) and id(parent) not in visited:
+                if getattr(parent, "_requires_grad", False) and id(parent) not in visited:
                     stack.append((parent, False))
     return order[::-1]
 
