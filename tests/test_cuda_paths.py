@@ -181,3 +181,12 @@ def test_batch_norm_channels_over_several_merge_blocks_float64():
                                                         bias, 1e-5),), np.float64, "eval")
     check(grads_eval, reference.batch_norm_backward_eval(dy, x, running_mean, running_var,
                                                          weight, 1e-5), np.float64, "eval bwd")
+
+
+@pytest.mark.skipif(not helpers.SIMULATOR, reason="the switch interval is a simulator setting")
+def test_simulator_hands_the_gil_over_quickly():
+    """kernels.cuda.helpers shortens CPython's 5 ms switch interval under the simulator (one
+    Python thread per CUDA thread): at 5 ms this suite's simulator tests take ~4x longer."""
+    import sys
+
+    assert sys.getswitchinterval() <= 2e-4
