@@ -10,6 +10,8 @@ simulator or on a GPU (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -187,6 +189,4 @@ def test_batch_norm_channels_over_several_merge_blocks_float64():
 def test_simulator_hands_the_gil_over_quickly():
     """kernels.cuda.helpers shortens CPython's 5 ms switch interval under the simulator (one
     Python thread per CUDA thread): at 5 ms this suite's simulator tests take ~4x longer."""
-    import sys
-
     assert sys.getswitchinterval() <= 2e-4

@@ -122,7 +122,7 @@ class Context:
     # class-level defaults: an instance sets only what differs (two attribute writes per op
     # instead of five; this runs for every op)
     saved_tensors: tuple = ()
-    saved_versions: tuple = ()
+    saved_versions: list | tuple = ()  # _versions(): (counter, version, array) per tensor
     released = False
 
     def __init__(self, function: type, parents: tuple) -> None:
