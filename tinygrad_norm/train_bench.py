@@ -32,6 +32,10 @@ import time
 
 import numpy as np
 
+# Nothing of tinygrad_norm or kernels at module level: PyTorch's worker runs this file without
+# our package (and its thread defaults); the functions that only the parent runs import
+# kernels.bench inside.
+
 # name: (description, batch, input shape (C, H, W) or (features,), builder(nn) -> model)
 MODELS = {
     "digits_cnn": ("the examples' digits CNN, BatchNorm, batch 32, 1x8x8", 32, (1, 8, 8),
