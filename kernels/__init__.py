@@ -10,15 +10,13 @@ too late, so that case is reported with a warning. The layer is pinned to a
 thread-safe one (TBB or OpenMP, never 'workqueue') because the kernels may be
 called from several Python threads at once.
 
-NumPy's OpenBLAS keeps its idle worker thread spinning for about 2^28 cycles (0.1 s)
-after every matrix product. A training step alternates products and parallel Numba
-loops, so on 2 cores that spinner took one core from every loop: im2col ran at half
-speed between products, and whole CNN steps were 30 % slower than with
-OPENBLAS_THREAD_TIMEOUT=4 (the idle thread sleeps at once; measured in
-tinygrad_norm/nn/conv_ops.py and the README). OpenBLAS reads it when NumPy loads it,
-so it only takes effect when this package is imported before numpy (the CLI, the
-examples and the benchmarks do; a script that imports numpy first must set it in
-the environment). All three are defaults only: an environment that sets them wins.
+NumPy's OpenBLAS is left with its own thread settings. Its idle worker spins for about
+2^28 cycles (0.1 s) after a matrix product, which can take a core from the parallel Numba
+loops that follow; OPENBLAS_THREAD_TIMEOUT=4 (sleep at once) was the default here for a while,
+until whole steps on the project's later machine measured it worse on four of the five
+benchmark models (some processes ran 4-8x slower throughout; our reading: a sleeping thread
+must be woken for every product; numbers in the README). Both thread settings here are
+defaults only: an environment that sets them wins.
 """
 
 import os
@@ -42,8 +40,7 @@ if "OMP_WAIT_POLICY" not in os.environ and _openmp_already_loaded():
         "milliseconds to every parallel kernel call. Set OMP_WAIT_POLICY=passive in the "
         "environment, or import tinygrad_norm before torch.",
         RuntimeWarning, stacklevel=2)
-THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "passive", "NUMBA_THREADING_LAYER": "threadsafe",
-                   "OPENBLAS_THREAD_TIMEOUT": "4"}
+THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "passive", "NUMBA_THREADING_LAYER": "threadsafe"}
 # the names this import set because the environment had none: user_environment() takes them out
 APPLIED_DEFAULTS = tuple(name for name in THREAD_DEFAULTS if name not in os.environ)
 for _name in APPLIED_DEFAULTS:

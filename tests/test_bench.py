@@ -4,6 +4,7 @@ without PyTorch. Its timings are reported by running it, never asserted here."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -91,7 +92,12 @@ def test_train_smoke_run_times_both_frameworks_in_their_own_processes(tmp_path, 
     assert row["model"] == "digits_cnn" and row["ours_ms"] > 0 and row["torch_ms"] > 0
     assert row["speed_ratio"] == pytest.approx(row["torch_ms"] / row["ours_ms"])
     assert report["autograd"]["apply_us"] > 0 and report["autograd"]["backward_node_us"] > 0
-    assert "ours/torch speed" in capsys.readouterr().out
+    # the BLAS our products ran on, and the variables that can force its kernels, are recorded
+    assert report["blas"]["internal_api"] == "openblas" and report["blas"]["num_threads"] >= 1
+    assert report["blas"]["environment"] == {
+        k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    out = capsys.readouterr().out
+    assert "ours/torch speed" in out and f"{report['blas']['architecture']} kernels" in out
 
 
 @pytest.mark.parametrize("model", ["digits_cnn", "mnist_cnn", "cifar_cnn", "mlp_batchnorm",

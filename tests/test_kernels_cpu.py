@@ -23,26 +23,6 @@ def test_openmp_loaded_before_the_kernels_is_reported():
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 
-def test_openblas_idle_thread_default_is_set_before_numpy_loads_it():
-    """import tinygrad_norm sets OPENBLAS_THREAD_TIMEOUT before it imports numpy (OpenBLAS
-    reads it once, when numpy loads it), and an environment that sets it wins."""
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    spy = ("import builtins, os, sys\n"
-           "real = builtins.__import__\n"
-           "def spy(name, *args, **kwargs):\n"
-           "    if name == 'numpy' and 'numpy' not in sys.modules:\n"
-           "        print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n"
-           "    return real(name, *args, **kwargs)\n"
-           "builtins.__import__ = spy\n"
-           "import tinygrad_norm\n")
-    for setting, expected in ((None, "4"), ("12", "12")):
-        if setting is not None:
-            env["OPENBLAS_THREAD_TIMEOUT"] = setting
-        result = subprocess.run([sys.executable, "-c", spy], env=env, capture_output=True,
-                                text=True, check=True)
-        assert result.stdout.splitlines()[0] == expected  # printed when numpy is first imported
-
-
 def test_output_buffers_are_reused_only_after_every_reference_is_gone():
     from kernels.cpu import buffers
 
@@ -74,15 +54,15 @@ def test_user_environment_is_the_environment_before_our_defaults():
     """What a benchmark hands another framework's process: our defaults taken out, a value
     the user set kept (even when it equals our default)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "NUMBA_THREADING_LAYER")}
-    env["OPENBLAS_THREAD_TIMEOUT"] = "4"  # the user's, equal to our default
+           if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
+    env["NUMBA_THREADING_LAYER"] = "threadsafe"  # the user's, equal to our default
     code = ("import os, kernels\n"
             "user = kernels.user_environment()\n"
             "print(os.environ['OMP_WAIT_POLICY'], 'OMP_WAIT_POLICY' in user,\n"
-            "      'NUMBA_THREADING_LAYER' in user, user['OPENBLAS_THREAD_TIMEOUT'])\n")
+            "      user['NUMBA_THREADING_LAYER'])\n")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, check=True)
-    assert result.stdout.split() == ["passive", "False", "False", "4"]
+    assert result.stdout.split() == ["passive", "False", "threadsafe"]
 
 
 def test_one_pass_statistics_keep_float64_precision_far_from_zero_and_with_an_outlier_shift():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -244,6 +245,32 @@ def _run_worker(framework: str, model: str, warmup: int, seconds: float) -> dict
                          f"{framework} {model}")
 
 
+def blas_configuration() -> dict:
+    """NumPy's BLAS as this process loaded it (our products run there): its library, version,
+    kernel family and threads by threadpoolctl where it is installed, and the OPENBLAS_*
+    variables of the environment, which can force the kernel family (OPENBLAS_CORETYPE)."""
+    found = {"environment": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return found
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            found.update({key: pool.get(key) for key in
+                          ("internal_api", "version", "architecture", "num_threads")})
+            break
+    return found
+
+
+def _print_blas(blas: dict) -> None:
+    kernels = (f"{blas['internal_api']} {blas['version']}, {blas['architecture']} kernels, "
+               f"{blas['num_threads']} threads" if "internal_api" in blas
+               else "library unknown (pip install threadpoolctl to see it)")
+    variables = ", ".join(f"{k}={v}" for k, v in sorted(blas["environment"].items()))
+    print(f"NumPy's BLAS (our matrix products): {kernels}; "
+          f"environment: {variables or 'no OPENBLAS_* variables'}")
+
+
 def _frameworks() -> list[str]:
     """The frameworks to time: PyTorch's only where it is installed."""
     try:
@@ -277,8 +304,10 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
                          speed_ratio=None if theirs is None else theirs / ours,
                          rounds_ours_ms=[t * 1e3 for t in times[model]["ours"]],
                          rounds_torch_ms=[t * 1e3 for t in times[model].get("torch", [])]))
+    blas = blas_configuration()
+    _print_blas(blas)
     _print_steps(rows, rounds, has_torch)
-    report = {"rounds": rounds, "steps": rows, "torch": has_torch}
+    report = {"rounds": rounds, "blas": blas, "steps": rows, "torch": has_torch}
     ratios = [r["speed_ratio"] for r in rows if r["speed_ratio"] and r["model"] != PRODUCTS]
     if ratios:
         report["geomean_speed_ratio"] = float(np.exp(np.mean(np.log(ratios))))
