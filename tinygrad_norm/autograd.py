@@ -122,7 +122,7 @@ class Context:
     # class-level defaults: an instance sets only what differs (two attribute writes per op
     # instead of five; this runs for every op)
     saved_tensors: tuple = ()
-    saved_versions: list | tuple = ()  # _versions(): (counter, version, array) per tensor
+    saved_versions: list | tuple = ()  # _versions(): counter, version, array per tensor
     released = False
 
     def __init__(self, function: type, parents: tuple) -> None:
@@ -161,18 +161,25 @@ def _memory_root(array):
 
 
 def _versions(tensors: list) -> list:
-    """(counter, version, array) of each tensor an op touched, taken when it saves something.
-    Whose memory the saved arrays share is worked out only when a counter has moved (at
-    backward, in `_check_saved_versions`): this runs for every op that saves, and matching
-    memory roots here was the largest part of Function.apply's time."""
-    return [(t._version_counter, t._version_counter.value, t.data) for t in tensors]
+    """counter, version, array of each tensor an op touched, one after another in one flat
+    list, taken when it saves something. Whose memory the saved arrays share is worked out only
+    when a counter has moved (at backward, in `_check_saved_versions`): this runs for every op
+    that saves, and matching memory roots here was the largest part of Function.apply's time.
+    Flat, because the graph keeps it: a tuple per tensor were three more objects per op for
+    Python's garbage collector to count and traverse."""
+    flat = []
+    for t in tensors:
+        counter = t._version_counter
+        flat += (counter, counter.value, t.data)
+    return flat
 
 
 def _check_saved_versions(ctx) -> None:
     """Refuse to run backward when a tensor whose memory a saved array uses was changed in
     place since the forward (its version counter moved), as PyTorch does."""
     saved_roots = None
-    for counter, version, data in ctx.saved_versions:
+    triples = iter(ctx.saved_versions)
+    for counter, version, data in zip(triples, triples, triples):
         if counter.value == version:
             continue
         if saved_roots is None:
