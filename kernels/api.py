@@ -189,6 +189,7 @@ KERNELS = (
            ("reference", "cpu")),
     # elementwise activations, only the passes where a kernel saves a pass or a temporary
     # over NumPy (README: measured); "flat": every array 1-D, the caller reshapes
+    Kernel("relu_forward", ("x",), ("y",), "flat", ("reference", "cpu")),
     Kernel("relu_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),
     Kernel("sigmoid_forward", ("x",), ("y",), "flat", ("reference", "cpu")),
     Kernel("sigmoid_backward", ("dy", "y"), ("dx",), "flat", ("reference", "cpu")),

@@ -19,6 +19,7 @@ import numpy as np
 from kernels import pooling
 from kernels.reference_activation import (  # noqa: F401  (re-exported)
     relu_backward,
+    relu_forward,
     sigmoid_backward,
     sigmoid_forward,
     tanh_backward,

@@ -6,6 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """y = 0 where x < 0, else x (NaN and -0.0 pass on, as in PyTorch's relu)."""
+    x = np.asarray(x, np.float64)
+    return np.where(x < 0, 0.0, x)
+
+
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dx = 0 where y <= 0, else dy (a NaN y passes dy on, as PyTorch's threshold_backward)."""
     return np.where(np.asarray(y, np.float64) <= 0, 0.0, np.asarray(dy, np.float64))

@@ -1,4 +1,4 @@
-"""The elementwise activation kernels (ReLU, tanh backward; sigmoid both ways): against the
+"""The elementwise activation kernels (ReLU and sigmoid both ways, tanh backward): against the
 float64 spec (kernels/reference.py), against PyTorch through the framework ops, by finite
 differences, and PyTorch's NaN rules."""
 
@@ -33,7 +33,8 @@ def test_kernels_match_the_reference(size, dtype):
     t = np.tanh(x)
     np.testing.assert_allclose(cpu.tanh_backward(dy, t), reference.tanh_backward(dy, t),
                                **TOL[dtype])
-    r = np.maximum(x, 0)
+    r = cpu.relu_forward(x)
+    np.testing.assert_array_equal(r, reference.relu_forward(x))
     np.testing.assert_array_equal(cpu.relu_backward(dy, r), reference.relu_backward(dy, r))
 
 
@@ -73,14 +74,19 @@ def test_non_contiguous_input_and_broadcast_gradient(op):
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-11, atol=1e-15)
 
 
-def test_relu_nan_rules_are_pytorch_s():
-    """threshold_backward: a NaN input passes its gradient, a NaN gradient at a negative
-    input gives 0."""
-    x = np.array([np.nan, -1.0, 2.0, 0.0])
-    upstream = np.array([5.0, np.nan, 7.0, 3.0])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_nan_and_signed_zero_rules_are_pytorch_s(dtype):
+    """relu passes NaN and -0.0 on (np.maximum(-0.0, 0) is +0.0); threshold_backward: a NaN
+    input passes its gradient, a NaN gradient at a negative input gives 0."""
+    x = np.array([np.nan, -1.0, 2.0, 0.0, -0.0], dtype)
+    upstream = np.array([5.0, np.nan, 7.0, 3.0, 4.0], dtype)
     ours, theirs = tn.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    ours.relu().backward(tn.Tensor(upstream))
-    torch.relu(theirs).backward(torch.from_numpy(upstream))
+    out, want = ours.relu(), torch.relu(theirs)
+    np.testing.assert_array_equal(out.detach().numpy(), want.detach().numpy())
+    np.testing.assert_array_equal(np.signbit(out.detach().numpy()),
+                                  np.signbit(want.detach().numpy()))
+    out.backward(tn.Tensor(upstream))
+    want.backward(torch.from_numpy(upstream))
     np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
 
 
@@ -100,5 +106,8 @@ def test_bad_arguments_name_the_argument(name):
         kernel(y[:4].copy(), y)
     with pytest.raises(TypeError, match="dy must have the dtype of x"):
         kernel(y.astype(np.float64), y)
-    with pytest.raises(ValueError, match="x must be C-contiguous"):
-        cpu.sigmoid_forward(np.repeat(y, 2)[::2])
+    for forward in (cpu.sigmoid_forward, cpu.relu_forward):
+        with pytest.raises(ValueError, match="x must be C-contiguous"):
+            forward(np.repeat(y, 2)[::2])
+        with pytest.raises(ValueError, match="x must be 1-D"):
+            forward(y.reshape(1, 5))

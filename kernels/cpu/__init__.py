@@ -47,7 +47,7 @@ from kernels.cpu.local_response_norm import (
 )
 from kernels.cpu.log_softmax import log_softmax_backward, log_softmax_forward
 from kernels.cpu.max_pool2d import max_pool2d_backward, max_pool2d_forward
-from kernels.cpu.relu import relu_backward
+from kernels.cpu.relu import relu_backward, relu_forward
 from kernels.cpu.rms_norm import rms_norm_backward, rms_norm_forward
 from kernels.cpu.sgd import sgd_step
 from kernels.cpu.sigmoid import sigmoid_backward, sigmoid_forward
