@@ -1,12 +1,15 @@
-"""What only the CPU backend has: its output-buffer pool and its thread setup (OpenMP, OpenBLAS).
+"""What only the CPU backend has: its output-buffer pool, its thread setup (OpenMP) and the
+heap setting (glibc's trim threshold).
 (The kernels themselves are tested on every backend in test_kernels.py; their small-call
 latency is measured by `python -m kernels.bench --latency`, not asserted here.)"""
 
+import ctypes
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import kernels.cpu as cpu
 
@@ -21,6 +24,36 @@ def test_openmp_loaded_before_the_kernels_is_reported():
     assert result.returncode != 0 and "OMP_WAIT_POLICY=passive" in result.stderr
     env["OMP_WAIT_POLICY"] = "passive"
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+_HEAP_AFTER_FREEING = """
+import ctypes, numpy as np, kernels
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+arrays = [np.ones(65536, np.float32) for _ in range(50)]  # 256 KiB each: in the heap, 12.5 MiB
+del arrays
+print(kernels.HEAP_TRIM_RAISED, libc.mallinfo2().keepcost)  # keepcost: the free heap top
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc >= 2.33 only")
+def test_import_keeps_freed_heap_memory_for_the_next_step():
+    """glibc gives a free heap top back to the kernel above its trim threshold (128 KiB by
+    default), and the next step faults those pages in again; `import kernels` raises the
+    threshold, and an environment that sets MALLOC_TRIM_THRESHOLD_ wins."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
+    raised, kept = subprocess.run([sys.executable, "-c", _HEAP_AFTER_FREEING], env=env,
+                                  capture_output=True, text=True, check=True).stdout.split()
+    assert raised == "True" and int(kept) >= 12 << 20
+    env["MALLOC_TRIM_THRESHOLD_"] = str(128 << 10)  # glibc's default, set by the user
+    raised, kept = subprocess.run([sys.executable, "-c", _HEAP_AFTER_FREEING], env=env,
+                                  capture_output=True, text=True, check=True).stdout.split()
+    assert raised == "False" and int(kept) < 1 << 20
 
 
 def test_output_buffers_are_reused_only_after_every_reference_is_gone():
