@@ -22,15 +22,15 @@ glibc's malloc gives the top of its heap back to the kernel whenever enough of i
 (its trim threshold), and a training step frees and allocates the same arrays every step,
 so each step faulted their pages in again: freeing the digits CNN's 74 KB conv3 weight
 gradient took 78 us, zero_grad 91 us in all. `import kernels` sets the trim threshold to
-HEAP_TRIM_THRESHOLD (what the output pool may hold, kernels/cpu/buffers.py) and, because
-setting one turns off glibc's own adjustment of both, the size from which an array gets a
-mapping of its own to HEAP_MMAP_THRESHOLD (with the trim threshold alone, every array over
-128 KiB was mapped and faulted in afresh: the MLP steps took twice as long). Whole steps,
-each setting in its own process, alternating, ms, medians: digits CNN 2.65 -> 1.96, MNIST CNN
-26.5 -> 24.3, MLP LayerNorm 4.18 -> 3.71, MLP BatchNorm1d 4.60 -> 4.87 and 3.24 -> 3.42 (within
-noise), CIFAR CNN 19.9 -> 20.6 (README). Freed memory stays in the process, up to the trim
-threshold, for the next arrays. An environment that sets MALLOC_TRIM_THRESHOLD_ or
-MALLOC_MMAP_THRESHOLD_ keeps glibc's handling as it chose.
+HEAP_TRIM_THRESHOLD (what the output pool may hold, kernels/cpu/buffers.py). Setting it turns
+off glibc's own raising of the size from which an array gets a mapping of its own (the mmap
+threshold, 128 KiB at start, raised up to 32 MiB as large arrays are freed), so that is set
+to glibc's 32 MiB ceiling, HEAP_MMAP_THRESHOLD: left at 128 KiB, every larger array was mapped
+and faulted in afresh (MLP steps 2x slower), and at 4 MiB the 16 MB layers were 2-5x slower.
+Measured (README): the digits CNN step 2.65 -> 2.05 ms, the other steps and the 16 MB layers
+within noise. Freed memory stays in the process, up to the trim threshold, for the next
+arrays. An environment that sets MALLOC_TRIM_THRESHOLD_ or MALLOC_MMAP_THRESHOLD_ keeps
+glibc's handling as it chose.
 """
 
 import ctypes
@@ -64,7 +64,7 @@ for _name in APPLIED_DEFAULTS:
 
 
 HEAP_TRIM_THRESHOLD = 256 << 20
-HEAP_MMAP_THRESHOLD = 4 << 20
+HEAP_MMAP_THRESHOLD = 32 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, glibc's malloc.h
 
 
