@@ -82,7 +82,7 @@ def _keep_freed_heap_memory() -> bool:
             and mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD) == 1)
 
 
-HEAP_TRIM_RAISED = _keep_freed_heap_memory()
+HEAP_THRESHOLDS_SET = _keep_freed_heap_memory()
 
 
 def user_environment() -> dict[str, str]:

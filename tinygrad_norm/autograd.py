@@ -165,7 +165,7 @@ def _versions(tensors: list) -> list:
     list, taken when it saves something. Whose memory the saved arrays share is worked out only
     when a counter has moved (at backward, in `_check_saved_versions`): this runs for every op
     that saves, and matching memory roots here was the largest part of Function.apply's time.
-    Flat, because the graph keeps it: a tuple per tensor were three more objects per op for
+    Flat, because the graph keeps it: a tuple per tensor was three more objects per op for
     Python's garbage collector to count and traverse."""
     flat = []
     for t in tensors:
