@@ -265,7 +265,7 @@ def blas_configuration() -> dict:
 def _print_blas(blas: dict) -> None:
     kernels = (f"{blas['internal_api']} {blas['version']}, {blas['architecture']} kernels, "
                f"{blas['num_threads']} threads" if "internal_api" in blas
-               else "library unknown (pip install threadpoolctl to see it)")
+               else "library unknown (threadpoolctl is not installed or found no BLAS)")
     variables = ", ".join(f"{k}={v}" for k, v in sorted(blas["environment"].items()))
     print(f"NumPy's BLAS (our matrix products): {kernels}; "
           f"environment: {variables or 'no OPENBLAS_* variables'}")
