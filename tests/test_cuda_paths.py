@@ -11,9 +11,12 @@ simulator or on a GPU (tests/conftest.py)."""
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
+from numba import cuda as numba_cuda
+from numba import float64
 
 from kernels import reference
 from tinygrad_norm import device
@@ -190,3 +193,33 @@ def test_simulator_hands_the_gil_over_quickly():
     """kernels.cuda.helpers shortens CPython's 5 ms switch interval under the simulator (one
     Python thread per CUDA thread): at 5 ms this suite's simulator tests take ~4x longer."""
     assert sys.getswitchinterval() <= 2e-4
+
+
+@pytest.mark.skipif(not helpers.SIMULATOR, reason="a fix of the simulator")
+def test_simulator_gives_every_thread_of_a_block_the_same_shared_array(monkeypatch):
+    """kernels/cuda/simulator.py: numba's simulator made a block's shared array with no lock
+    between its look-up and its store, so a thread switch there gave two threads two arrays
+    (in CI: a wrong BatchNorm weight gradient in the first block). A sleeping np.empty puts
+    a thread switch there on every call."""
+    numpy_empty = np.empty
+
+    def slow_empty(*args, **kwargs):
+        time.sleep(1e-3)
+        return numpy_empty(*args, **kwargs)
+
+    @numba_cuda.jit
+    def block_total(out):
+        scratch = numba_cuda.shared.array(32, float64)
+        scratch[numba_cuda.threadIdx.x] = 1.0
+        numba_cuda.syncthreads()
+        if numba_cuda.threadIdx.x == 0:
+            total = 0.0
+            for t in range(numba_cuda.blockDim.x):
+                total += scratch[t]
+            out[numba_cuda.blockIdx.x] = total
+
+    out = np.zeros(2)
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "empty", slow_empty)
+        block_total[2, 32](out)
+    np.testing.assert_array_equal(out, [32.0, 32.0])

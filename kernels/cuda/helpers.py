@@ -20,22 +20,14 @@ import contextlib
 import dataclasses
 import functools
 import math
-import sys
 
-import numba
 import numpy as np
 from numba import cuda, float64
 
 from kernels import validation
+from kernels.cuda import simulator
 
-SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
-if SIMULATOR and sys.getswitchinterval() > 2e-4:
-    # The simulator runs one Python thread per CUDA thread while its block manager polls
-    # them from the main thread, GIL held: at CPython's default 5 ms switch interval every
-    # hand-over of the GIL can wait 5 ms. Only under the simulator (a debugging mode) is the
-    # interval shortened; measured, the GroupNorm reference and determinism tests on "cuda"
-    # take 18 s at 0.2 ms against 68 s at 5 ms (0.1 ms: 21 s, 0.5 ms: 19 s).
-    sys.setswitchinterval(2e-4)
+SIMULATOR = simulator.ACTIVE  # the simulator's fixes are applied on that import
 WARP = 32
 FULL_MASK = 0xFFFFFFFF
 MAX_BLOCK = 1024
