@@ -190,7 +190,7 @@ def test_batch_norm_channels_over_several_merge_blocks_float64():
 
 @pytest.mark.skipif(not helpers.SIMULATOR, reason="the switch interval is a simulator setting")
 def test_simulator_hands_the_gil_over_quickly():
-    """kernels.cuda.helpers shortens CPython's 5 ms switch interval under the simulator (one
+    """kernels/cuda/simulator.py shortens CPython's 5 ms switch interval under the simulator (one
     Python thread per CUDA thread): at 5 ms this suite's simulator tests take ~4x longer."""
     assert sys.getswitchinterval() <= 2e-4
 
