@@ -49,13 +49,21 @@ def _shared_array(self, shape, dtype, alignment=None):
     return array
 
 
+def _numba_keeps_shared_arrays_in_a_dict(kernelapi) -> bool:
+    """Whether the simulator is built as the replacement expects (numba-cuda 0.68): a
+    FakeCUDAShared class whose instances keep their arrays in `_allocations`."""
+    shared = getattr(kernelapi, "FakeCUDAShared", None)
+    return shared is not None and isinstance(getattr(shared(0), "_allocations", None), dict)
+
+
 if ACTIVE:
     from numba.cuda.simulator import kernelapi
 
     if sys.getswitchinterval() > SWITCH_INTERVAL:
         sys.setswitchinterval(SWITCH_INTERVAL)
-    # __wrapped__: numba's method, also when this module is imported again (reload)
-    _numba_shared_array = getattr(kernelapi.FakeCUDAShared.array, "__wrapped__",
-                                  kernelapi.FakeCUDAShared.array)
-    _shared_array.__wrapped__ = _numba_shared_array
-    kernelapi.FakeCUDAShared.array = _shared_array
+    if _numba_keeps_shared_arrays_in_a_dict(kernelapi):  # else leave numba's own code
+        # __wrapped__: numba's method, also when this module is imported again (reload)
+        _numba_shared_array = getattr(kernelapi.FakeCUDAShared.array, "__wrapped__",
+                                      kernelapi.FakeCUDAShared.array)
+        _shared_array.__wrapped__ = _numba_shared_array
+        kernelapi.FakeCUDAShared.array = _shared_array
