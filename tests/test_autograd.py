@@ -29,6 +29,35 @@ def test_diamond_graph_sums_both_paths_once():
     assert x.grad.tolist() == [39.0]
 
 
+def test_each_node_runs_once_after_all_of_its_consumers():
+    """backward orders nodes by creation (autograd.run_backward): a node used by a long and a
+    short branch runs once, last, with both branches' gradients summed."""
+    calls = []
+
+    class Tag(tn.Function):  # the identity, recording when its backward runs
+        @staticmethod
+        def forward(ctx, a, name):
+            ctx.name = name
+            return a.copy()
+
+        @staticmethod
+        def backward(ctx, grad):
+            calls.append(ctx.name)
+            return grad, None
+
+    x = tn.Tensor([1.0], requires_grad=True)
+    shared = Tag.apply(x, "shared")
+    long = shared
+    for i in range(5):
+        long = Tag.apply(long * 2, f"long {i}")
+    short = Tag.apply(shared * 3, "short")
+    (long + short).sum().backward()
+    assert sorted(calls) == sorted(["shared", "short"] + [f"long {i}" for i in range(5)])
+    assert calls[-1] == "shared"
+    assert calls.index("long 0") > calls.index("long 4")
+    assert x.grad.tolist() == [2.0**5 + 3.0]
+
+
 def test_broadcast_gradient_is_summed_back_to_input_shape():
     bias = tn.zeros(4, requires_grad=True)
     (tn.ones(3, 4) + bias).sum().backward()

@@ -15,7 +15,9 @@ back through `backward`.
 from __future__ import annotations
 
 import functools
+import heapq
 import inspect
+import itertools
 import sys
 import threading
 
@@ -239,6 +241,7 @@ class Function:
         if needs_grad:
             result._requires_grad = True
             result._ctx = ctx
+            result._seq = next(_SEQUENCE)
             if ctx.saved_tensors:
                 tensors.append(result)
                 ctx.saved_versions = _versions(tensors)
@@ -255,6 +258,9 @@ def _is_one_of(out, arrays: list) -> bool:
 
 
 _TENSOR = None  # tinygrad_norm.tensor.Tensor once _tensor_type() has imported it
+# Creation order of the graph's nodes: an op's output is numbered after its inputs, so
+# descending numbers are a topological order (next() on a count is atomic under the GIL)
+_SEQUENCE = itertools.count(1)
 
 
 def _tensor_type() -> type:
@@ -273,26 +279,6 @@ def _mixed_devices(function: type, device: str, other: str) -> None:
         f"{function.__name__}: expected all tensors on the same device, got {device} and "
         f"{other}; move one with .to(device)"
     )
-
-
-def _topological_order(root) -> list:
-    """Nodes reachable from root, each after every node that consumes it (iterative DFS)."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if node._ctx is not None:
-            for parent in node._ctx.parents:
-                if getattr(parent, "_requires_grad", False) and id(parent) not in visited:
-                    stack.append((parent, False))
-    return order[::-1]
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -378,12 +364,18 @@ def _accumulate(leaf, grad) -> None:
 
 
 def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None:
-    """Send `gradient` (d root) back through the graph; leaves accumulate into `.grad`."""
-    grads = {id(root): gradient}
-    for node in _topological_order(root):
-        grad = grads.pop(id(node), None)
-        if grad is None:
-            continue
+    """Send `gradient` (d root) back through the graph; leaves accumulate into `.grad`.
+
+    Nodes run in descending creation number (`_seq`), as PyTorch's engine orders them by
+    sequence number: a node runs after every node that consumes it, so its gradient is
+    complete. A heap holds the nodes that have a gradient waiting; each enters it once, when
+    its first gradient arrives, so no separate walk of the graph is needed."""
+    key = id(root)
+    grads = {key: gradient}
+    waiting = [(-root._seq, key, root)]  # ids break ties (leaves are all 0), never the nodes
+    while waiting:
+        _, key, node = heapq.heappop(waiting)
+        grad = grads.pop(key)
         ctx = node._ctx
         if ctx is None:  # a leaf
             _accumulate(node, grad)
@@ -419,7 +411,11 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
             if parent_grad.shape != parent.data.shape:
                 parent_grad = _unbroadcast(parent_grad, parent.data.shape)
             key = id(parent)
-            grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            if key in grads:
+                grads[key] = grads[key] + parent_grad
+            else:
+                grads[key] = parent_grad
+                heapq.heappush(waiting, (-parent._seq, key, parent))
         # the loop's names must not keep a gradient referenced (see _accumulate)
         input_grads = parent_grad = None
 

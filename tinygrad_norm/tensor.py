@@ -44,6 +44,9 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected operators
+    # backward runs nodes in descending _seq (autograd.run_backward); Function.apply numbers
+    # each output it links into the graph, and leaves keep this 0: they run after every node
+    _seq = 0
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False) -> None:
         source, version = "cpu", Version()
