@@ -2,21 +2,23 @@
 (Numba), `kernels.cuda` (numba.cuda); same function names and signatures in each.
 
 Threading is configured here, before Numba's OpenMP runtime can start: libgomp's
-default wait policy spins, and on a busy 2-core machine that put a 1.5-8 ms floor
-under every parallel region; passive waiting brings it to microseconds. libgomp
+default wait policy spins, and beside OpenBLAS's own spinning threads on a busy 2-core
+machine that put a 1.5-8 ms floor under every parallel region; passive waiting brought it
+to microseconds. libgomp
 reads the policy once, when it is loaded, and processes share one libgomp: if
 another library (PyTorch, typically) loaded it first, setting the policy here is
 too late, so that case is reported with a warning. The layer is pinned to a
 thread-safe one (TBB or OpenMP, never 'workqueue') because the kernels may be
 called from several Python threads at once.
 
-NumPy's OpenBLAS is left with its own thread settings. Its idle worker spins for about
-2^28 cycles (0.1 s) after a matrix product, which can take a core from the parallel Numba
-loops that follow; OPENBLAS_THREAD_TIMEOUT=4 (sleep at once) was the default here for a while,
-until whole steps on the project's later machine measured it worse on four of the five
-benchmark models (some processes ran 4-8x slower throughout; our reading: a sleeping thread
-must be woken for every product; numbers in the README). Both thread settings here are
-defaults only: an environment that sets them wins.
+NumPy's OpenBLAS runs its parallel jobs on Numba's OpenMP threads where it can
+(kernels/cpu/blas_pool.py): two pools of threads, each spinning after its work, took each other's
+cores. With one pool, libgomp's own wait policy (spin briefly, then sleep) is the default;
+passive waiting is the default only where OpenBLAS keeps its own threads (an OpenBLAS older than
+0.3.28, another BLAS, or more OpenBLAS threads than Numba's). OPENBLAS_THREAD_TIMEOUT=4 (its
+idle threads sleep at once) was the default for a while, and measured worse on a later machine;
+OpenBLAS's own settings are left alone. The thread settings here are defaults only: an
+environment that sets them wins.
 
 glibc's malloc gives the top of its heap back to the kernel whenever enough of it is free
 (its trim threshold), and a training step frees and allocates the same arrays every step,
@@ -49,14 +51,34 @@ def _openmp_already_loaded() -> bool:
         return False
 
 
-if "OMP_WAIT_POLICY" not in os.environ and _openmp_already_loaded():
+def _numba_pool_size() -> int:
+    """Numba's thread count, as numba.config will read it (NUMBA_NUM_THREADS, else the CPUs
+    this process may run on)."""
+    try:
+        return int(os.environ["NUMBA_NUM_THREADS"])
+    except (KeyError, ValueError):
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
+
+
+from kernels import openblas  # noqa: E402  (ctypes only: no OpenMP runtime is loaded)
+
+# whether kernels/cpu/blas_pool.py will be able to run OpenBLAS's jobs on Numba's threads
+ONE_THREAD_POOL = (openblas.HAS_THREADS_CALLBACK
+                   and 1 < openblas.num_threads() <= _numba_pool_size())
+THREAD_DEFAULTS = {"NUMBA_THREADING_LAYER": "threadsafe"}
+if not ONE_THREAD_POOL:
+    THREAD_DEFAULTS["OMP_WAIT_POLICY"] = "passive"
+
+if ("OMP_WAIT_POLICY" in THREAD_DEFAULTS and "OMP_WAIT_POLICY" not in os.environ
+        and _openmp_already_loaded()):
     warnings.warn(
         "an OpenMP runtime was loaded (by PyTorch or another library) before tinygrad_norm "
         "could set OMP_WAIT_POLICY=passive; on a busy machine its spinning threads can add "
         "milliseconds to every parallel kernel call. Set OMP_WAIT_POLICY=passive in the "
         "environment, or import tinygrad_norm before torch.",
         RuntimeWarning, stacklevel=2)
-THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "passive", "NUMBA_THREADING_LAYER": "threadsafe"}
 # the names this import set because the environment had none: user_environment() takes them out
 APPLIED_DEFAULTS = tuple(name for name in THREAD_DEFAULTS if name not in os.environ)
 for _name in APPLIED_DEFAULTS:

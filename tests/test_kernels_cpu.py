@@ -16,8 +16,10 @@ import kernels.cpu as cpu
 
 def test_openmp_loaded_before_the_kernels_is_reported():
     """libgomp reads OMP_WAIT_POLICY when loaded; importing torch first makes our default
-    too late, which cost 8 ms per parallel call here under load: say so."""
+    too late, which cost 8 ms per parallel call here under load: say so. (Passive is our
+    default where OpenBLAS keeps threads of its own; one OpenBLAS thread makes it so.)"""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OPENBLAS_NUM_THREADS"] = "1"
     code = "import torch, warnings; warnings.simplefilter('error'); import kernels"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True)
@@ -90,6 +92,7 @@ def test_user_environment_is_the_environment_before_our_defaults():
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")}
     env["NUMBA_THREADING_LAYER"] = "threadsafe"  # the user's, equal to our default
+    env["OPENBLAS_NUM_THREADS"] = "1"  # no OpenBLAS pool of its own: passive is our default
     code = ("import os, kernels\n"
             "user = kernels.user_environment()\n"
             "print(os.environ['OMP_WAIT_POLICY'], 'OMP_WAIT_POLICY' in user,\n"

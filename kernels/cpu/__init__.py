@@ -17,13 +17,21 @@ import numba
 import kernels  # noqa: F401  (sets the OpenMP wait policy and threading layer first)
 from kernels import api
 
+# Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
+# `kernels`, pin the layer here (before blas_pool launches it) unless the user chose one.
+if numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "threadsafe"
+
 try:  # installs the cache locators before any @njit; it builds on Numba internals
     from kernels import numba_cache  # noqa: F401
 except (ImportError, AttributeError) as err:  # a Numba whose internals moved: its own cache
     warnings.warn(f"kernels: Numba {numba.__version__} lacks what kernels/numba_cache.py "
                   f"extends ({err}); using Numba's own on-disk cache", RuntimeWarning,
                   stacklevel=2)
-from kernels.cpu import fork_safety  # noqa: F401, E402  (a forked child runs serially)
+from kernels.cpu import (
+    blas_pool,  # noqa: E402  (NumPy's products on Numba's threads)
+    fork_safety,  # noqa: F401, E402  (a forked child runs serially)
+)
 from kernels.cpu.adam import adam_step
 from kernels.cpu.avg_pool2d import avg_pool2d_backward, avg_pool2d_forward
 from kernels.cpu.batch_norm import (
@@ -53,9 +61,6 @@ from kernels.cpu.sgd import sgd_step
 from kernels.cpu.sigmoid import sigmoid_backward, sigmoid_forward
 from kernels.cpu.tanh import tanh_backward
 
-# Numba reads NUMBA_THREADING_LAYER when it is imported; if it was imported before
-# `kernels`, pin the layer here (before any parallel launch) unless the user chose one.
-if numba.config.THREADING_LAYER == "default":
-    numba.config.THREADING_LAYER = "threadsafe"
+blas_pool.install()
 
 __all__ = list(api.names("cpu"))
