@@ -4,10 +4,9 @@
 Threading is configured here, before Numba's OpenMP runtime can start: libgomp's
 default wait policy spins, and beside OpenBLAS's own spinning threads on a busy 2-core
 machine that put a 1.5-8 ms floor under every parallel region; passive waiting brought it
-to microseconds. libgomp
-reads the policy once, when it is loaded, and processes share one libgomp: if
-another library (PyTorch, typically) loaded it first, setting the policy here is
-too late, so that case is reported with a warning. The layer is pinned to a
+to microseconds. libgomp reads the policy once, when it is loaded, and processes share one
+libgomp: if another library (PyTorch, typically) loaded it first, setting the policy here
+is too late, so that case is reported with a warning. The layer is pinned to a
 thread-safe one (TBB or OpenMP, never 'workqueue') because the kernels may be
 called from several Python threads at once.
 
@@ -65,8 +64,7 @@ def _numba_pool_size() -> int:
 from kernels import openblas  # noqa: E402  (ctypes only: no OpenMP runtime is loaded)
 
 # whether kernels/cpu/blas_pool.py will be able to run OpenBLAS's jobs on Numba's threads
-ONE_THREAD_POOL = (openblas.HAS_THREADS_CALLBACK
-                   and 1 < openblas.num_threads() <= _numba_pool_size())
+ONE_THREAD_POOL = openblas.can_run_on(_numba_pool_size())
 THREAD_DEFAULTS = {"NUMBA_THREADING_LAYER": "threadsafe"}
 if not ONE_THREAD_POOL:
     THREAD_DEFAULTS["OMP_WAIT_POLICY"] = "passive"

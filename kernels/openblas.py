@@ -56,3 +56,9 @@ def num_threads() -> int:
 
 
 HAS_THREADS_CALLBACK = set_threads_callback is not None and _get_num_threads is not None
+
+
+def can_run_on(pool_size: int) -> bool:
+    """Whether OpenBLAS's jobs can run on a pool of `pool_size` threads: it has the hook, it
+    splits products at all, and every job of a product gets a thread of its own."""
+    return HAS_THREADS_CALLBACK and 1 < num_threads() <= pool_size

@@ -114,11 +114,10 @@ def _remove_in_child() -> None:
 def install() -> bool:
     """Hand NumPy's OpenBLAS jobs to Numba's threads where that is safe (the docstring)."""
     global INSTALLED
-    if INSTALLED or not openblas.HAS_THREADS_CALLBACK:
-        return INSTALLED
-    parallel._launch_threads()
-    if (numba.threading_layer() != "omp"
-            or not 1 < openblas.num_threads() <= numba.config.NUMBA_NUM_THREADS):
+    if INSTALLED:
+        return True
+    if (numba.threading_layer() != "omp"  # the layer launched at import, above
+            or not openblas.can_run_on(numba.config.NUMBA_NUM_THREADS)):
         return False
     openblas.set_threads_callback(_callback.address)
     INSTALLED = True
