@@ -107,7 +107,8 @@ class Device:
 
     def description(self) -> str:
         if self.name == "cpu":
-            return (f"CPU, {numba.get_num_threads()} threads, numba {numba.__version__}, "
+            return (f"CPU: {cpu_description()}; {numba.get_num_threads()} threads, numba "
+                    f"{numba.__version__}, "
                     f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
         if self.simulator:
             return "CUDA simulator (timings meaningless)"
@@ -115,6 +116,29 @@ class Device:
 
         name = cuda.get_current_device().name
         return name.decode() if isinstance(name, bytes) else name
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU the numbers come from, e.g. "AMD EPYC (family 25, model 1), 2 logical CPUs,
+    AVX2": the sessions' machines differ, and which BLAS kernels run (and how fast, against
+    PyTorch's MKL) follows the vendor and the widest vector unit. Linux's /proc/cpuinfo;
+    elsewhere platform.processor()."""
+    fields = {}
+    try:
+        with open(cpuinfo) as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first CPU's block is enough
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    flags = set(fields.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    return f"{name}, {os.cpu_count()} logical CPUs" + (f", {vector}" if vector else "")
 
 
 def _torch_for(device: str, simulator: bool):
@@ -490,7 +514,7 @@ def run(args: argparse.Namespace) -> dict | None:
             if device.name == "cpu" else kernel_table(device, sizes, repeat))
     print_table(rows)
     report = dict(meta=dict(device=device.description(), machine=platform.machine(),
-                            processor=platform.processor(), threads=numba.get_num_threads(),
+                            processor=cpu_description(), threads=numba.get_num_threads(),
                             numba=numba.__version__, repeat=repeat, rounds=rounds,
                             torch=None if device.torch is None else device.torch.__version__,
                             torch_note=device.torch_note, units="MiB = 2^20 bytes of x"),

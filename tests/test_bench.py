@@ -98,6 +98,25 @@ def test_train_smoke_run_times_both_frameworks_in_their_own_processes(tmp_path, 
         k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     out = capsys.readouterr().out
     assert "ours/torch speed" in out and f"{report['blas']['architecture']} kernels" in out
+    # and the CPU, whose vendor and vector width decide the BLAS kernels
+    assert f"CPU: {report['cpu']}" in out and f"{os.cpu_count()} logical CPUs" in report["cpu"]
+
+
+def test_cpu_description_names_the_first_cpu_its_family_and_vector_width(tmp_path):
+    from kernels.bench import cpu_description
+
+    block = ("processor\t: {0}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+             "model name\t: AMD EPYC {0}\nflags\t\t: fpu sse2 {1}\n\n")
+    info = tmp_path / "cpuinfo"
+    info.write_text(block.format(0, "avx2 fma") + block.format(1, "avx2 avx512f"))
+    assert cpu_description(str(info)) == (
+        f"AMD EPYC 0 (family 25, model 1), {os.cpu_count()} logical CPUs, AVX2")
+    info.write_text(block.format(0, "avx2 avx512f avx512bw"))
+    assert cpu_description(str(info)).endswith("logical CPUs, AVX-512")
+    info.write_text(block.format(0, "sse4_2"))
+    assert cpu_description(str(info)).endswith(f"{os.cpu_count()} logical CPUs")
+    # no /proc/cpuinfo (not Linux): the platform's own name, never an exception
+    assert f"{os.cpu_count()} logical CPUs" in cpu_description(str(tmp_path / "missing"))
 
 
 @pytest.mark.parametrize("model", ["digits_cnn", "mnist_cnn", "cifar_cnn", "mlp_batchnorm",

@@ -304,10 +304,14 @@ def run(rounds: int = 3, models: list[str] | None = None, warmup: int = 3,
                          speed_ratio=None if theirs is None else theirs / ours,
                          rounds_ours_ms=[t * 1e3 for t in times[model]["ours"]],
                          rounds_torch_ms=[t * 1e3 for t in times[model].get("torch", [])]))
+    from kernels.bench import cpu_description
+
+    cpu = cpu_description()
+    print(f"CPU: {cpu}")
     blas = blas_configuration()
     _print_blas(blas)
     _print_steps(rows, rounds, has_torch)
-    report = {"rounds": rounds, "blas": blas, "steps": rows, "torch": has_torch}
+    report = {"rounds": rounds, "cpu": cpu, "blas": blas, "steps": rows, "torch": has_torch}
     ratios = [r["speed_ratio"] for r in rows if r["speed_ratio"] and r["model"] != PRODUCTS]
     if ratios:
         report["geomean_speed_ratio"] = float(np.exp(np.mean(np.log(ratios))))
