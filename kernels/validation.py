@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -162,6 +162,13 @@ def is_int(value: object) -> bool:
 
 def int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as a pair of Python ints."""
+    # the usual call first: every conv and pooling call checks three or four of these, and
+    # the general path below cost about 2 us each on a slow machine (bool is not type int)
+    if type(value) is int and value >= minimum:
+        return value, value
+    if (type(value) is tuple and len(value) == 2 and type(value[0]) is int
+            and type(value[1]) is int and min(value) >= minimum):
+        return value
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2 or not (is_int(pair[0]) and is_int(pair[1])):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -170,9 +177,9 @@ def int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-@dataclass(frozen=True)
-class ConvGeometry:
-    """A checked conv2d geometry: every size the kernels index with."""
+class ConvGeometry(NamedTuple):
+    """A checked conv2d geometry: every size the kernels index with (a NamedTuple: a frozen
+    dataclass cost 2-3 us to build, on every conv2d call)."""
 
     stride: tuple[int, int]
     padding: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
@@ -188,7 +195,10 @@ def check_conv_geometry(x_shape: tuple, weight_shape: tuple, stride: object, pad
     dividing the output channels, with C == weight.shape[1]·groups; the output at least 1x1."""
     stride = int_pair("stride", stride, 1)
     dilation = int_pair("dilation", dilation, 1)
-    if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
+    if isinstance(padding, (tuple, list)) and (
+            isinstance(padding[0], (tuple, list)) or isinstance(padding[1], (tuple, list))
+            if len(padding) == 2 else
+            any(isinstance(p, (tuple, list)) for p in padding)):
         if len(padding) != 2:
             raise TypeError(f"padding must be ((top, bottom), (left, right)), got {padding!r}")
         pads = tuple(int_pair("padding", p, 0) for p in padding)
@@ -205,8 +215,9 @@ def check_conv_geometry(x_shape: tuple, weight_shape: tuple, stride: object, pad
                          f"channels, got x of shape {x_shape}")
     if min(out_channels, group_channels, kh, kw) == 0:
         raise ValueError(f"weight must have no zero size, got shape {weight_shape}")
-    out_size = tuple((x_shape[2 + d] + sum(pads[d]) - dilation[d] * (weight_shape[2 + d] - 1)
-                      - 1) // stride[d] + 1 for d in range(2))
+    (top, bottom), (left, right) = pads
+    out_size = ((x_shape[2] + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+                (x_shape[3] + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
     if min(out_size) < 1:
         raise ValueError(f"output size {out_size} < 1: x of shape {x_shape} with padding "
                          f"{pads} is smaller than the kernel of weight {weight_shape} at "

@@ -223,6 +223,9 @@ def _valid(dtype=np.float32):
     (dict(groups=2.0), TypeError, "groups must be an int"),
     (dict(stride=0), ValueError, "stride must be >= 1"),
     (dict(stride=(1, 2, 3)), TypeError, "stride must be an int or a pair"),
+    (dict(stride=(True, 1)), TypeError, "stride must be an int or a pair"),
+    (dict(stride=(1, 0)), ValueError, "stride must be >= 1"),
+    (dict(dilation=(0, 1)), ValueError, "dilation must be >= 1"),
     (dict(dilation=True), TypeError, "dilation must be an int or a pair"),
     (dict(padding=-1), ValueError, "padding must be >= 0"),
     (dict(padding=((1, 1), (1, -1))), ValueError, "padding must be >= 0"),
@@ -235,6 +238,22 @@ def _valid(dtype=np.float32):
 def test_bad_forward_arguments_are_clear_errors(change, error, message):
     with pytest.raises(error, match=message):
         cpu.conv2d_forward(**(_valid() | change))
+
+
+@pytest.mark.parametrize("spelling", [
+    dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+    dict(stride=[2, 1], padding=[1, 0], dilation=[1, 2]),
+    dict(stride=(np.int64(2), np.int32(1)), padding=((1, 1), (0, 0)), dilation=(1, np.int64(2))),
+    dict(stride=(2, 1), padding=((1, 1), 0), dilation=[1, 2]),
+])
+def test_every_spelling_of_the_geometry_gives_the_same_result(spelling):
+    """ints, pairs as tuples, lists or NumPy integers, and padding per side all mean the same
+    (the checks take exact Python ints by a short path and everything else by the long one)."""
+    valid = _valid()
+    expected, _ = cpu.conv2d_forward(**(valid | dict(stride=(2, 1), padding=((1, 1), (0, 0)),
+                                                     dilation=(1, 2))))
+    out, _ = cpu.conv2d_forward(**(valid | spelling))
+    np.testing.assert_array_equal(out, expected)
 
 
 @pytest.mark.parametrize("change, error, message", [
