@@ -163,7 +163,7 @@ def is_int(value: object) -> bool:
 def int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as a pair of Python ints."""
     # the usual call first: every conv and pooling call checks three or four of these, and
-    # the general path below cost about 2 us each on a slow machine (bool is not type int)
+    # the general path below took 1.3-1.4 us a call, these 0.2-0.6 (bool is not type int)
     if type(value) is int and value >= minimum:
         return value, value
     if (type(value) is tuple and len(value) == 2 and type(value[0]) is int
@@ -178,8 +178,8 @@ def int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
 
 
 class ConvGeometry(NamedTuple):
-    """A checked conv2d geometry: every size the kernels index with (a NamedTuple: a frozen
-    dataclass cost 2-3 us to build, on every conv2d call)."""
+    """A checked conv2d geometry: every size the kernels index with (a NamedTuple, built on
+    every conv2d call: 0.6-0.7 us, a frozen dataclass 1.7-1.8 us)."""
 
     stride: tuple[int, int]
     padding: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
