@@ -13,6 +13,7 @@ import torch.nn.functional as TF
 import kernels.cpu as cpu
 import tinygrad_norm as tn
 from kernels import reference
+from kernels.cpu import conv2d
 from tinygrad_norm import device, nn
 from tinygrad_norm.nn import functional as F
 
@@ -50,9 +51,22 @@ def _assert_close(ours, theirs, dtype, what):
                                atol=TOLERANCE[dtype]["atol"] * scale, err_msg=what)
 
 
+@pytest.fixture(params=["direct", "product"])
+def weight_gradient(request, monkeypatch):
+    """Both dweight paths: the direct kernel for few rows of cols (this file's problems have
+    at most 36), at any plane size here (DIRECT_MIN_PLANE = 0), and the BLAS product, forced
+    by DIRECT_MAX_ROWS = 0."""
+    if request.param == "product":
+        monkeypatch.setattr(conv2d, "DIRECT_MAX_ROWS", 0)
+    else:
+        monkeypatch.setattr(conv2d, "DIRECT_MIN_PLANE", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride, padding, dilation, groups", GRID)
-def test_kernels_match_reference_and_torch(dtype, stride, padding, dilation, groups):
+def test_kernels_match_reference_and_torch(dtype, stride, padding, dilation, groups,
+                                           weight_gradient):
     x, weight, bias = _problem(dtype, groups=groups)
     args = (stride, padding, dilation, groups)
     y, cols = cpu.conv2d_forward(x, weight, bias, *args)
@@ -119,6 +133,41 @@ def test_odd_sizes_match_reference(shape, out_channels, kernel, dtype):
             *reference.conv2d_backward(dy, x, weight, *args))
     for name, ours, spec in zip(("y", "dx", "dweight", "dbias"), got, want):
         _assert_close(ours, spec, dtype, name)
+
+
+# The direct dweight kernel (few rows of cols): 2 channels by 4 rows per pass, so odd
+# channel counts per group, row counts that are not a multiple of 4, one sample, and a
+# parallel size (more than 65536 elements of dy, split over samples)
+# (planes of at least DIRECT_MIN_PLANE outputs, where the layer takes that path by itself)
+@pytest.mark.parametrize("shape, out_channels, kernel, groups", [
+    ((1, 1, 12, 12), 1, (3, 3), 1),
+    ((3, 2, 13, 12), 5, (1, 3), 1),
+    ((2, 6, 14, 13), 9, (2, 3), 3),
+    ((4, 4, 12, 12), 4, (3, 3), 4),
+    ((9, 3, 32, 30), 32, (3, 3), 1),
+])
+@pytest.mark.parametrize("mask", [(False, True, True), (True, True, True), (False, True, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_weight_gradient_matches_reference_and_the_product(
+        shape, out_channels, kernel, groups, mask, dtype, monkeypatch):
+    x, weight, _ = _problem(dtype, shape, out_channels, kernel, groups)
+    assert shape[1] // groups * kernel[0] * kernel[1] <= conv2d.DIRECT_MAX_ROWS
+    args = (1, 1, 1, groups)
+    y, cols = cpu.conv2d_forward(x, weight, None, *args)
+    assert y.shape[2] * y.shape[3] >= conv2d.DIRECT_MIN_PLANE
+    dy = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
+    direct = cpu.conv2d_backward(dy, x, weight, *args, mask, cols)
+    monkeypatch.setattr(conv2d, "DIRECT_MAX_ROWS", 0)
+    product = cpu.conv2d_backward(dy, x, weight, *args, mask, cols)
+    spec = reference.conv2d_backward(dy, x, weight, *args)
+    for name, wanted, ours, theirs, want in zip(("dx", "dweight", "dbias"), mask, direct,
+                                                product, spec):
+        if not wanted:
+            assert ours is None and theirs is None, name
+            continue
+        assert ours.dtype == dtype and ours.shape == want.shape, name
+        _assert_close(ours, want, dtype, f"direct {name}")
+        _assert_close(theirs, want, dtype, f"product {name}")
 
 
 @pytest.mark.parametrize("mask", list(itertools.product([False, True], repeat=3)))

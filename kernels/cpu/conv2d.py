@@ -10,6 +10,9 @@ of cols, L = N·Ho·Wo columns, group g owning rows [g·K/G, (g+1)·K/G) and out
                         (cols @ g.T).T when K/G >= 16: with OpenBLAS on one thread that was
                         1.13-1.41x faster at 7 of 8 measured layers with K >= 27 (0.81x at
                         K = 288 with only 128 columns; 0.82x at K = 9, which keeps g @ cols.T)
+              or, for K/G <= DIRECT_MAX_ROWS and planes of at least DIRECT_MIN_PLANE
+              outputs (a first layer), directly from dy and cols with dbias, no g and no
+              product (below, with what it measured)
               dx = col2im(w.T @ g)
 
 The products are NumPy matmuls in x's dtype (float32 stays float32, as PyTorch's), written
@@ -51,7 +54,14 @@ import numba
 import numpy as np
 
 from kernels.cpu import buffers
-from kernels.cpu.stats import chunk_bounds, jit, parallel_jit, reduction_jit, use_parallel
+from kernels.cpu.stats import (
+    chunk_bounds,
+    jit,
+    merge_partials,
+    parallel_jit,
+    reduction_jit,
+    use_parallel,
+)
 from kernels.validation import HOST as check
 from kernels.validation import check_conv_geometry, check_output_mask
 
@@ -309,6 +319,120 @@ def _to_channels_first_parallel(dy, g, row_sums, num_chunks):
         _to_channels_first(dy, g, row_sums, start, stop)
 
 
+# Direct dweight for few rows of cols (K/G <= DIRECT_MAX_ROWS: a first layer's 1-4 input
+# channels). g @ cols.T is then a product of 9-36 columns over a reduction as long as N·Ho·Wo,
+# which OpenBLAS ran at 37-57 GFLOP/s (against 210-260 at K = 288), after a pass that only
+# moved dy into g. Instead each sample's dy rows meet its cols rows directly: 2 output channels
+# by 4 rows of cols per pass over a plane, 8 float32 sums in vector lanes, each plane's sums
+# added into float64 partials (one set per thread chunk of samples, merged in order), dbias
+# from the same pass. Measured in one process (2 threads, float32, dweight and dbias, medians;
+# the GEMM side includes its dy -> g pass): MNIST's first layer (64, 1 -> 32, 28x28) 0.33-0.36
+# against 1.07-1.17 ms, CIFAR's (32, 3 -> 32, 32x32) 0.61 against 1.19 ms, K = 36 0.72 against
+# 1.34 ms, K = 72 1.4 against 1.8 ms, but K = 144 1.3 against 0.59 ms; float64 wins at K = 9
+# (0.65 against 1.36 ms) and loses at K = 72 (3.6 against 2.8 ms). Planes of 64-128 outputs
+# lost (0.57-0.69x at 32 samples of 8x8, 10x10, 11x11 and 8x16: their sums ran about 3x slower
+# per element than at 12x12, which won 1.4x, as did every larger plane measured).
+DIRECT_MAX_ROWS = 36
+DIRECT_MIN_PLANE = 144
+
+
+@reduction_jit
+def _plane_dot(a, b):
+    total = a.dtype.type(0)
+    for s in range(a.size):
+        total += a[s] * b[s]
+    return total
+
+
+@reduction_jit
+def _plane_sum(a):
+    total = 0.0
+    for s in range(a.size):
+        total += a[s]
+    return total
+
+
+@reduction_jit
+def _plane_dots_2x4(a0, a1, b0, b1, b2, b3):
+    """The 8 dot products of planes a0, a1 with b0..b3, one pass over the planes."""
+    t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = a0.dtype.type(0)
+    for s in range(a0.size):
+        u, v = a0[s], a1[s]
+        c0, c1, c2, c3 = b0[s], b1[s], b2[s], b3[s]
+        t00 += u * c0
+        t01 += u * c1
+        t02 += u * c2
+        t03 += u * c3
+        t10 += v * c0
+        t11 += v * c1
+        t12 += v * c2
+        t13 += v * c3
+    return t00, t01, t02, t03, t10, t11, t12, t13
+
+
+@jit
+def _weight_gradient_samples(dy, cols, groups, dweight, dbias, start, stop):
+    """dweight[o, k] += sum over samples [start, stop) of dy[n, o]·cols[g·K/G + k, n], g the
+    group of o; dbias[o] += sum of dy[n, o] when dbias is not None (float64 accumulators)."""
+    per_group = dy.shape[1] // groups
+    rows = dweight.shape[1]
+    whole = rows - rows % 4
+    for n in range(start, stop):
+        for group in range(groups):
+            first_row = group * rows
+            first = group * per_group
+            stop_o = first + per_group
+            for o in range(first, stop_o, 2):
+                if o + 1 < stop_o:
+                    a0, a1 = dy[n, o], dy[n, o + 1]
+                    for k in range(0, whole, 4):
+                        r = first_row + k
+                        t = _plane_dots_2x4(a0, a1, cols[r, n], cols[r + 1, n], cols[r + 2, n],
+                                            cols[r + 3, n])
+                        for j in range(4):
+                            dweight[o, k + j] += t[j]
+                            dweight[o + 1, k + j] += t[4 + j]
+                    for k in range(whole, rows):
+                        dweight[o, k] += _plane_dot(a0, cols[first_row + k, n])
+                        dweight[o + 1, k] += _plane_dot(a1, cols[first_row + k, n])
+                    if dbias is not None:
+                        dbias[o] += _plane_sum(a0)
+                        dbias[o + 1] += _plane_sum(a1)
+                else:  # an odd channel count per group: the last one alone
+                    for k in range(rows):
+                        dweight[o, k] += _plane_dot(dy[n, o], cols[first_row + k, n])
+                    if dbias is not None:
+                        dbias[o] += _plane_sum(dy[n, o])
+
+
+@parallel_jit
+def _weight_gradient_parallel(dy, cols, groups, dweight_parts, dbias_parts, num_chunks):
+    for chunk in numba.prange(num_chunks):
+        start, stop = chunk_bounds(dy.shape[0], num_chunks, chunk)
+        _weight_gradient_samples(dy, cols, groups, dweight_parts[chunk],
+                                 None if dbias_parts is None else dbias_parts[chunk],
+                                 start, stop)
+
+
+def _direct_weight_gradient(dy3: np.ndarray, cols: np.ndarray, weight_shape: tuple,
+                            groups: int, want_dbias: bool) -> tuple:
+    """(dweight, float64 dbias or None) from dy (N, O, Ho·Wo) and cols (K, N·Ho·Wo)."""
+    n, out_channels, plane = dy3.shape
+    rows = cols.shape[0] // groups
+    cols = cols.reshape(cols.shape[0], n, plane)
+    num_chunks = _chunks(dy3.size, n)
+    dweight_parts = np.zeros((num_chunks, out_channels, rows))
+    dbias_parts = np.zeros((num_chunks, out_channels)) if want_dbias else None
+    if num_chunks > 1:
+        _weight_gradient_parallel(dy3, cols, groups, dweight_parts, dbias_parts, num_chunks)
+    else:
+        _weight_gradient_samples(dy3, cols, groups, dweight_parts[0],
+                                 None if dbias_parts is None else dbias_parts[0], 0, n)
+    dweight = merge_partials(dweight_parts.reshape(num_chunks, -1), dy3.dtype)
+    dbias = None if dbias_parts is None else merge_partials(dbias_parts, np.float64)
+    return dweight.reshape(weight_shape), dbias
+
+
 def _chunks(size: int, items: int) -> int:
     """Threads for a loop over `items` samples or channels moving `size` elements."""
     return min(numba.get_num_threads(), items) if use_parallel(size) else 1
@@ -343,6 +467,20 @@ def _col2im(cols: np.ndarray, x_shape: tuple, weight_shape: tuple, geometry) -> 
     else:
         _col2im_channels(cols, *loop, dx, 0, x_shape[1])
     return dx
+
+
+def _channels_first(dy3: np.ndarray, with_sums: bool) -> tuple:
+    """g (O, N, Ho·Wo) = dy (N, O, Ho·Wo) moved channels first, and its float64 row sums
+    (dbias) from the same pass when with_sums, else None."""
+    out_channels = dy3.shape[1]
+    g = buffers.empty((out_channels, dy3.shape[0], dy3.shape[2]), dy3.dtype)
+    row_sums = np.empty(out_channels) if with_sums else None
+    num_chunks = _chunks(g.size, out_channels)
+    if num_chunks > 1:
+        _to_channels_first_parallel(dy3, g, row_sums, num_chunks)
+    else:
+        _to_channels_first(dy3, g, row_sums, 0, out_channels)
+    return g, row_sums
 
 
 def _grouped_weight(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -399,17 +537,18 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
         check.array("columns", columns, 2, x.dtype)
         check.shape("columns", columns, (cols_rows, n * plane),
                     "forward's im2col of x: (C·kh·kw, N·Ho·Wo)")
-    g = buffers.empty((out_channels, n, plane), x.dtype)
-    row_sums = np.empty(out_channels) if want_dbias else None
     dy3 = dy.reshape(n, out_channels, plane)
-    num_chunks = _chunks(g.size, out_channels)
-    if num_chunks > 1:
-        _to_channels_first_parallel(dy3, g, row_sums, num_chunks)
-    else:
-        _to_channels_first(dy3, g, row_sums, 0, out_channels)
-    g = g.reshape(groups, out_channels // groups, n * plane)
-    dx = dweight = None
-    if want_dweight:
+    dweight = row_sums = dx = None
+    direct = (want_dweight and cols_rows // groups <= DIRECT_MAX_ROWS
+              and plane >= DIRECT_MIN_PLANE)
+    if direct:  # few rows of cols (a first layer): no g and no product (DIRECT_MAX_ROWS)
+        cols = _im2col(x, weight.shape, geometry) if columns is None else columns
+        dweight, row_sums = _direct_weight_gradient(dy3, cols, weight.shape, groups, want_dbias)
+    if want_dx or (want_dweight or want_dbias) and not direct:
+        g, sums = _channels_first(dy3, want_dbias and not direct)
+        row_sums = sums if sums is not None else row_sums
+        g = g.reshape(groups, out_channels // groups, n * plane)
+    if want_dweight and not direct:
         cols = _im2col(x, weight.shape, geometry) if columns is None else columns
         cols = cols.reshape(groups, -1, n * plane)
         if cols.shape[1] >= 16:  # OpenBLAS is faster at cols @ g.T than at g @ cols.T here
