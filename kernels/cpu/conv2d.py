@@ -323,15 +323,16 @@ def _to_channels_first_parallel(dy, g, row_sums, num_chunks):
 # channels). g @ cols.T is then a product of 9-36 columns over a reduction as long as N·Ho·Wo,
 # which OpenBLAS ran at 37-57 GFLOP/s (against 210-260 at K = 288), after a pass that only
 # moved dy into g. Instead each sample's dy rows meet its cols rows directly: 2 output channels
-# by 4 rows of cols per pass over a plane, 8 float32 sums in vector lanes, each plane's sums
-# added into float64 partials (one set per thread chunk of samples, merged in order), dbias
-# from the same pass. Measured in one process (2 threads, float32, dweight and dbias, medians;
-# the GEMM side includes its dy -> g pass): MNIST's first layer (64, 1 -> 32, 28x28) 0.33-0.36
-# against 1.07-1.17 ms, CIFAR's (32, 3 -> 32, 32x32) 0.61 against 1.19 ms, K = 36 0.72 against
-# 1.34 ms, K = 72 1.4 against 1.8 ms, but K = 144 1.3 against 0.59 ms; float64 wins at K = 9
-# (0.65 against 1.36 ms) and loses at K = 72 (3.6 against 2.8 ms). Planes of 64-128 outputs
-# lost (0.57-0.69x at 32 samples of 8x8, 10x10, 11x11 and 8x16: their sums ran about 3x slower
-# per element than at 12x12, which won 1.4x, as did every larger plane measured).
+# by 4 rows of cols per pass over a plane, 8 sums in x's dtype in vector lanes, each plane's
+# sums added into float64 partials (one set per thread chunk of samples, merged in order), and
+# dbias from the same pass. Measured in one process (2 threads, dweight and dbias, medians; the
+# product's side includes its dy -> g pass), float32: MNIST's first layer (64, 1 -> 32, 28x28)
+# 0.33-0.36 against 1.07-1.17 ms, CIFAR's (32, 3 -> 32, 32x32) 0.61 against 1.19 ms, K = 36
+# 0.72 against 1.34 ms, K = 72 1.4 against 1.8 ms, but K = 144 1.3 against 0.59 ms; float64:
+# K = 9 0.58-0.65 against 1.36-1.56 ms, 27 1.19 against 1.55 ms, 36 1.02 against 2.03 ms, but
+# K = 72 3.6 against 2.8 ms. Planes of 64-128 outputs lost (0.57-0.69x at 32 samples of 8x8,
+# 10x10, 11x11 and 8x16: their sums ran about 3x slower per element than at 12x12, which won
+# 1.4x, as did every larger plane measured).
 DIRECT_MAX_ROWS = 36
 DIRECT_MIN_PLANE = 144
 
