@@ -170,6 +170,26 @@ def test_direct_weight_gradient_matches_reference_and_the_product(
         _assert_close(theirs, want, dtype, f"product {name}")
 
 
+# An empty batch, as PyTorch allows: empty output and dx, zero dweight and dbias (a 1-channel
+# layer that takes the direct dweight path, a grouped one, and one on the BLAS product)
+@pytest.mark.parametrize("shape, weight_shape, groups", [
+    ((0, 1, 12, 12), (4, 1, 3, 3), 1),
+    ((0, 6, 5, 5), (6, 2, 3, 3), 3),
+    ((0, 40, 5, 5), (8, 40, 3, 3), 1),
+])
+def test_an_empty_batch_matches_torch(shape, weight_shape, groups):
+    x = np.zeros(shape, np.float32)
+    weight = np.random.default_rng(0).standard_normal(weight_shape).astype(np.float32)
+    bias = np.ones(weight_shape[0], np.float32)
+    y, cols = cpu.conv2d_forward(x, weight, bias, 1, 1, 1, groups)
+    dx, dweight, dbias = cpu.conv2d_backward(np.zeros(y.shape, np.float32), x, weight, 1, 1, 1,
+                                             groups, (True, True, True), cols)
+    theirs = _torch_conv(x, weight, bias, 1, 1, 1, groups, np.zeros(y.shape, np.float32))
+    for name, ours, want in zip(("y", "dx", "dweight", "dbias"), (y, dx, dweight, dbias), theirs):
+        assert ours.shape == want.shape, name
+        np.testing.assert_array_equal(ours, want, err_msg=name)
+
+
 @pytest.mark.parametrize("mask", list(itertools.product([False, True], repeat=3)))
 def test_output_mask_skips_exactly_what_is_not_wanted(mask):
     x, weight, _ = _problem(np.float64, groups=3)

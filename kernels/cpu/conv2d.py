@@ -509,7 +509,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
     n, plane = x.shape[0], geometry.out_size[0] * geometry.out_size[1]
     cols = _im2col(x, weight.shape, geometry)
     t = buffers.empty((groups, out_channels // groups, n * plane), x.dtype)
-    np.matmul(_grouped_weight(weight, groups), cols.reshape(groups, -1, n * plane), out=t)
+    # explicit sizes, never -1: an empty batch has no size to infer one from
+    np.matmul(_grouped_weight(weight, groups),
+              cols.reshape(groups, cols.shape[0] // groups, n * plane), out=t)
     y = buffers.empty((n, out_channels, plane), x.dtype)
     num_chunks = _chunks(y.size, n)
     t = t.reshape(out_channels, n, plane)
@@ -551,7 +553,7 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
         g = g.reshape(groups, out_channels // groups, n * plane)
     if want_dweight and not direct:
         cols = _im2col(x, weight.shape, geometry) if columns is None else columns
-        cols = cols.reshape(groups, -1, n * plane)
+        cols = cols.reshape(groups, cols_rows // groups, n * plane)
         if cols.shape[1] >= 16:  # OpenBLAS is faster at cols @ g.T than at g @ cols.T here
             dweight = np.matmul(cols, g.transpose(0, 2, 1)).transpose(0, 2, 1)
         else:
@@ -560,6 +562,6 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
     if want_dx:
         dcols = buffers.empty((groups, cols_rows // groups, n * plane), x.dtype)
         np.matmul(_grouped_weight(weight, groups).transpose(0, 2, 1), g, out=dcols)
-        dx = _col2im(dcols.reshape(-1, n * plane), x.shape, weight.shape, geometry)
+        dx = _col2im(dcols.reshape(cols_rows, n * plane), x.shape, weight.shape, geometry)
     dbias = row_sums.astype(x.dtype) if want_dbias else None
     return dx, dweight, dbias
