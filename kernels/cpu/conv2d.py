@@ -547,9 +547,11 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
     if direct:  # few rows of cols (a first layer): no g and no product (DIRECT_MAX_ROWS)
         cols = _im2col(x, weight.shape, geometry) if columns is None else columns
         dweight, row_sums = _direct_weight_gradient(dy3, cols, weight.shape, groups, want_dbias)
-    if want_dx or (want_dweight or want_dbias) and not direct:
-        g, sums = _channels_first(dy3, want_dbias and not direct)
-        row_sums = sums if sums is not None else row_sums
+    if want_dx or not direct and (want_dweight or want_dbias):
+        sums_here = want_dbias and not direct  # dbias from this pass, unless the direct one had it
+        g, sums = _channels_first(dy3, sums_here)
+        if sums_here:
+            row_sums = sums
         g = g.reshape(groups, out_channels // groups, n * plane)
     if want_dweight and not direct:
         cols = _im2col(x, weight.shape, geometry) if columns is None else columns
