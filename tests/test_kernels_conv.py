@@ -135,10 +135,10 @@ def test_odd_sizes_match_reference(shape, out_channels, kernel, dtype):
         _assert_close(ours, spec, dtype, name)
 
 
-# The direct dweight kernel (few rows of cols): 2 channels by 4 rows per pass, so odd
-# channel counts per group, row counts that are not a multiple of 4, one sample, and a
-# parallel size (more than 65536 elements of dy, split over samples)
-# (planes of at least DIRECT_MIN_PLANE outputs, where the layer takes that path by itself)
+# The direct dweight kernel (few rows of cols), on planes of at least DIRECT_MIN_PLANE outputs,
+# where a layer takes it by itself. It runs 2 channels by 4 rows per pass, hence odd channel
+# counts per group, row counts that are not a multiple of 4, one sample, and a parallel size
+# (more than 65536 elements of dy, split over samples)
 @pytest.mark.parametrize("shape, out_channels, kernel, groups", [
     ((1, 1, 12, 12), 1, (3, 3), 1),
     ((3, 2, 13, 12), 5, (1, 3), 1),
@@ -171,7 +171,7 @@ def test_direct_weight_gradient_matches_reference_and_the_product(
 
 
 # An empty batch, as PyTorch allows: empty output and dx, zero dweight and dbias (a 1-channel
-# layer that takes the direct dweight path, a grouped one, and one on the BLAS product)
+# layer on the direct dweight path; a grouped one and a 40-channel one on the BLAS product)
 @pytest.mark.parametrize("shape, weight_shape, groups", [
     ((0, 1, 12, 12), (4, 1, 3, 3), 1),
     ((0, 6, 5, 5), (6, 2, 3, 3), 3),
