@@ -221,7 +221,7 @@ def test_first_layer_asks_for_no_input_gradient(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_functional_conv2d_on_a_non_contiguous_input_matches_torch(dtype):
+def test_functional_conv2d_on_a_non_contiguous_input_matches_torch(dtype, weight_gradient):
     rng = np.random.default_rng(3)
     base = rng.standard_normal((5, 4, 6, 2)).astype(dtype)  # x is a transposed view of it
     weight = rng.standard_normal((6, 2, 3, 3)).astype(dtype)

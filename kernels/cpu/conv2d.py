@@ -58,6 +58,7 @@ from kernels.cpu.stats import (
     chunk_bounds,
     jit,
     merge_partials,
+    new_partials,
     parallel_jit,
     reduction_jit,
     use_parallel,
@@ -422,16 +423,16 @@ def _direct_weight_gradient(dy3: np.ndarray, cols: np.ndarray, weight_shape: tup
     rows = cols.shape[0] // groups
     cols = cols.reshape(cols.shape[0], n, plane)
     num_chunks = _chunks(dy3.size, n)
-    dweight_parts = np.zeros((num_chunks, out_channels, rows))
-    dbias_parts = np.zeros((num_chunks, out_channels)) if want_dbias else None
+    dweight_parts = new_partials(num_chunks, out_channels * rows, True)
+    dbias_parts = new_partials(num_chunks, out_channels, want_dbias)
+    dweight_blocks = dweight_parts.reshape(num_chunks, out_channels, rows)  # the kernel's view
     if num_chunks > 1:
-        _weight_gradient_parallel(dy3, cols, groups, dweight_parts, dbias_parts, num_chunks)
+        _weight_gradient_parallel(dy3, cols, groups, dweight_blocks, dbias_parts, num_chunks)
     else:
-        _weight_gradient_samples(dy3, cols, groups, dweight_parts[0],
+        _weight_gradient_samples(dy3, cols, groups, dweight_blocks[0],
                                  None if dbias_parts is None else dbias_parts[0], 0, n)
-    dweight = merge_partials(dweight_parts.reshape(num_chunks, -1), dy3.dtype)
-    dbias = None if dbias_parts is None else merge_partials(dbias_parts, np.float64)
-    return dweight.reshape(weight_shape), dbias
+    return (merge_partials(dweight_parts, dy3.dtype).reshape(weight_shape),
+            merge_partials(dbias_parts, np.float64))
 
 
 def _chunks(size: int, items: int) -> int:
@@ -544,8 +545,10 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
     dweight = row_sums = dx = None
     direct = (want_dweight and cols_rows // groups <= DIRECT_MAX_ROWS
               and plane >= DIRECT_MIN_PLANE)
-    if direct:  # few rows of cols (a first layer): no g and no product (DIRECT_MAX_ROWS)
+    cols = None
+    if want_dweight:
         cols = _im2col(x, weight.shape, geometry) if columns is None else columns
+    if direct:  # few rows of cols (a first layer): no g and no product (DIRECT_MAX_ROWS)
         dweight, row_sums = _direct_weight_gradient(dy3, cols, weight.shape, groups, want_dbias)
     if want_dx or not direct and (want_dweight or want_dbias):
         sums_here = want_dbias and not direct  # dbias from this pass, unless the direct one had it
@@ -554,7 +557,6 @@ def conv2d_backward(dy: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, p
             row_sums = sums
         g = g.reshape(groups, out_channels // groups, n * plane)
     if want_dweight and not direct:
-        cols = _im2col(x, weight.shape, geometry) if columns is None else columns
         cols = cols.reshape(groups, cols_rows // groups, n * plane)
         if cols.shape[1] >= 16:  # OpenBLAS is faster at cols @ g.T than at g @ cols.T here
             dweight = np.matmul(cols, g.transpose(0, 2, 1)).transpose(0, 2, 1)
